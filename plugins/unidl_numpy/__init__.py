@@ -1,0 +1,1 @@
+"""The NumPy backend of unidl: the living definition every other backend is checked against."""

@@ -1,0 +1,79 @@
+"""The NumPy backend: kernels are NumPy functions; autodiff is unidl's own engine."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unidl import dtypes as _dt
+from unidl.backend import Backend
+
+from unidl_numpy.kernels import all_kernels
+
+_ND = np.ndarray
+
+
+def _as_array(fn):
+    """Make a kernel always return ndarrays (NumPy returns scalars for 0-d results)."""
+
+    def kernel(*args):
+        out = fn(*args)
+        if out.__class__ is _ND:
+            return out
+        if isinstance(out, (tuple, list)):
+            return type(out)(o if o.__class__ is _ND else np.asarray(o) for o in out)
+        return np.asarray(out)
+
+    kernel.__name__ = getattr(fn, "__name__", "kernel")
+    kernel.__wrapped__ = fn
+    return kernel
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    native_autodiff = False
+    tensor_types = (np.ndarray,)
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = {name: _as_array(fn) for name, fn in all_kernels().items()}
+
+    def version(self) -> str:
+        return np.__version__
+
+    def devices(self):
+        return ["cpu"]
+
+    def native_dtype(self, dtype):
+        if dtype == "bfloat16":
+            raise TypeError("NumPy has no bfloat16")
+        return np.dtype(dtype)
+
+    def convert(self, value, dtype=None):
+        if dtype is not None:
+            return np.asarray(value, dtype=_dt.numpy_dtype(dtype))
+        if isinstance(value, (np.ndarray, np.generic)):
+            return np.asarray(value)
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f":
+            return arr.astype(_dt.DEFAULT_FLOAT)
+        if arr.dtype.kind in "iu":
+            return arr.astype(_dt.DEFAULT_INT)
+        return arr
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def dtype_of(self, x):
+        return _dt.standardize(x.dtype)
+
+    def cast(self, x, dtype):
+        return x.astype(_dt.numpy_dtype(dtype))
+
+    def new_variable(self, value, trainable, name):
+        return np.array(value, copy=True)
+
+    def assign_variable(self, storage, value):
+        if storage.shape == np.shape(value):
+            storage[...] = value
+            return storage
+        return np.array(value, dtype=storage.dtype, copy=True)

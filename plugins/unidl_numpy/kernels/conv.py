@@ -1,0 +1,3 @@
+"""NumPy conv kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""NumPy creation kernels."""
+
+KERNELS: dict = {}

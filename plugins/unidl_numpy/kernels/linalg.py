@@ -1,0 +1,3 @@
+"""NumPy linalg kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""NumPy losses kernels."""
+
+KERNELS: dict = {}

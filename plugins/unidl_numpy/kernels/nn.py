@@ -1,0 +1,3 @@
+"""NumPy nn kernels."""
+
+KERNELS: dict = {}

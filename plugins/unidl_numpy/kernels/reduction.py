@@ -1,0 +1,3 @@
+"""NumPy reduction kernels."""
+
+KERNELS: dict = {}

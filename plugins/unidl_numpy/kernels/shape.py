@@ -1,0 +1,3 @@
+"""NumPy shape kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,1 @@
+"""The TensorFlow backend of unidl. Importing this package does not import tensorflow."""

@@ -1,0 +1,167 @@
+"""The TensorFlow backend: kernels are TF ops; autodiff is ``tf.GradientTape``.
+
+Device names: TensorFlow's ``/CPU:i`` is unidl's ``cpu`` (i = 0) or ``cpu:i``; ``/GPU:i`` is
+``cuda:i``. Set ``UNIDL_TF_LOGICAL_CPUS=N`` before the backend loads to split the host CPU
+into N logical devices (used to test the device dimension on machines without a GPU).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from unidl import dtypes as _dt  # noqa: E402
+from unidl.backend import Backend  # noqa: E402
+
+from unidl_tensorflow.kernels import all_kernels  # noqa: E402
+
+DTYPES = {
+    "bool": tf.bool, "uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16,
+    "int32": tf.int32, "int64": tf.int64, "float16": tf.float16,
+    "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64,
+}
+NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def _configure_logical_cpus():
+    n = int(os.environ.get("UNIDL_TF_LOGICAL_CPUS", "0") or 0)
+    if n > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+        except RuntimeError:  # already initialized
+            pass
+
+
+def _tensor_classes():
+    classes = {type(tf.constant(0.0)), tf.Tensor}
+    try:
+        from tensorflow.python.framework.ops import SymbolicTensor
+
+        classes.add(SymbolicTensor)
+    except ImportError:  # older TF: graph tensors are tf.Tensor itself
+        pass
+    return tuple(classes)
+
+
+def _tf_device(device: str) -> str:
+    if device == "cpu":
+        return "/CPU:0"
+    kind, _, idx = device.partition(":")
+    return f"/{'GPU' if kind == 'cuda' else kind.upper()}:{idx or 0}"
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+    native_autodiff = True
+
+    def __init__(self):
+        super().__init__()
+        _configure_logical_cpus()
+        self.tensor_types = _tensor_classes()
+        self.kernels = dict(all_kernels())
+
+    def version(self):
+        return tf.__version__
+
+    def devices(self):
+        out = []
+        for d in tf.config.list_logical_devices():
+            kind, idx = d.device_type, int(d.name.rsplit(":", 1)[-1])
+            if kind == "CPU":
+                out.append("cpu" if idx == 0 else f"cpu:{idx}")
+            elif kind == "GPU":
+                out.append(f"cuda:{idx}")
+        return out
+
+    def native_dtype(self, dtype):
+        return DTYPES[dtype]
+
+    def convert(self, value, dtype=None):
+        td = DTYPES[dtype] if dtype is not None else None
+        if isinstance(value, (tf.Tensor, tf.Variable)):
+            return tf.cast(value, td) if td is not None and value.dtype != td else \
+                tf.convert_to_tensor(value)
+        arr = np.asarray(value)
+        if td is None:
+            if arr.dtype.kind == "f" and not isinstance(value, (np.ndarray, np.generic)):
+                td = tf.float32
+            elif arr.dtype.kind in "iu" and not isinstance(value, (np.ndarray, np.generic)):
+                td = tf.int32
+            elif arr.dtype.name == "bfloat16":
+                td = tf.bfloat16
+        if td is not None and arr.dtype != np.dtype(object):
+            if td in (tf.bfloat16,) or arr.dtype.name == "bfloat16":
+                return tf.cast(tf.constant(arr.astype(np.float32)), td)
+            return tf.constant(arr, dtype=td) if arr.dtype == td.as_numpy_dtype else \
+                tf.cast(tf.constant(arr), td)
+        return tf.constant(arr)
+
+    def to_numpy(self, x):
+        return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+
+    def dtype_of(self, x):
+        return NAMES[x.dtype]
+
+    def cast(self, x, dtype):
+        return tf.cast(x, DTYPES[dtype])
+
+    def device_of(self, x):
+        name = x.device or "/CPU:0"
+        kind, idx = name.rsplit("/", 1)[-1].split(":")[-2:]
+        kind = kind.upper().replace("DEVICE", "")
+        if "GPU" in kind:
+            return f"cuda:{idx}"
+        return "cpu" if idx == "0" else f"cpu:{idx}"
+
+    def device_scope(self, device):
+        return tf.device(_tf_device(device))
+
+    def to_device(self, x, device):
+        with tf.device(_tf_device(device)):
+            return tf.identity(x)
+
+    def vjp(self, fn, primals, create_graph=False):
+        tape = tf.GradientTape(persistent=True)
+        with tape:
+            for p in primals:
+                if p.dtype.is_floating:
+                    tape.watch(p)
+            out = fn(*primals)
+
+        def vjp_fn(cotangents):
+            pairs = [(o, c) for o, c in zip(out, cotangents) if c is not None]
+            wrt = [(i, p) for i, p in enumerate(primals) if p.dtype.is_floating]
+            grads = [None] * len(primals)
+            if not pairs or not wrt:
+                return grads
+            got = tape.gradient([o for o, _ in pairs], [p for _, p in wrt],
+                                output_gradients=[c for _, c in pairs],
+                                unconnected_gradients=tf.UnconnectedGradients.NONE)
+            for (i, _), g in zip(wrt, got):
+                if isinstance(g, tf.IndexedSlices):
+                    g = tf.convert_to_tensor(g)
+                grads[i] = g
+            return grads
+
+        return out, vjp_fn
+
+    def new_variable(self, value, trainable, name):
+        return tf.Variable(value, trainable=trainable, name=name)
+
+    def read_variable(self, storage):
+        return storage.value() if hasattr(storage, "value") else storage
+
+    def assign_variable(self, storage, value):
+        if storage.shape == value.shape:
+            storage.assign(value)
+            return storage
+        return tf.Variable(value, trainable=storage.trainable)
+
+    def compile_function(self, fn, jit=False):
+        return tf.function(fn, jit_compile=bool(jit), reduce_retracing=True)

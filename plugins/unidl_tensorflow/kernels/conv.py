@@ -1,0 +1,3 @@
+"""tensorflow conv kernels."""
+
+KERNELS: dict = {}

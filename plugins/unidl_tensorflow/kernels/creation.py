@@ -1,0 +1,3 @@
+"""tensorflow creation kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""tensorflow linalg kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""tensorflow losses kernels."""
+
+KERNELS: dict = {}

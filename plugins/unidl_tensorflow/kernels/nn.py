@@ -1,0 +1,3 @@
+"""tensorflow nn kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""tensorflow reduction kernels."""
+
+KERNELS: dict = {}

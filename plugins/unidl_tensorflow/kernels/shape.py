@@ -1,0 +1,3 @@
+"""tensorflow shape kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,1 @@
+"""The PyTorch backend of unidl. Importing this package does not import torch."""

@@ -1,0 +1,152 @@
+"""The PyTorch backend: kernels are torch functions; autodiff is ``torch.autograd``."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from unidl import dtypes as _dt
+from unidl.backend import Backend
+from unidl.backend.state import STATE
+
+from unidl_torch.kernels import all_kernels
+
+DTYPES = {
+    "bool": torch.bool, "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16,
+    "int32": torch.int32, "int64": torch.int64, "float16": torch.float16,
+    "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
+}
+NAMES = {v: k for k, v in DTYPES.items()}
+
+
+def current_torch_device() -> str:
+    """The torch device for new tensors in this thread (unidl names are torch names)."""
+    return STATE.device or "cpu"
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    x = x.detach()
+    if x.device.type != "cpu":
+        x = x.cpu()
+    if x.dtype == torch.bfloat16:
+        try:
+            return x.float().numpy().astype(_dt.numpy_dtype("bfloat16"))
+        except TypeError:
+            return x.float().numpy()
+    if x.is_conj():
+        x = x.resolve_conj()
+    return x.numpy()
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    native_autodiff = True
+    tensor_types = (torch.Tensor, torch.nn.Parameter)
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = dict(all_kernels())
+
+    def version(self):
+        return torch.__version__
+
+    def devices(self):
+        out = ["cpu"]
+        if torch.cuda.is_available():
+            out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            out.append("mps:0")
+        return out
+
+    def native_dtype(self, dtype):
+        return DTYPES[dtype]
+
+    def convert(self, value, dtype=None):
+        dev = current_torch_device()
+        td = DTYPES[dtype] if dtype is not None else None
+        if isinstance(value, torch.Tensor):
+            return value.to(device=dev, dtype=td)
+        if isinstance(value, (np.ndarray, np.generic)):
+            arr = np.asarray(value)
+            if arr.dtype.name == "bfloat16":
+                arr = arr.astype(np.float32)
+                td = td or torch.bfloat16
+            return torch.as_tensor(arr, dtype=td, device=dev)
+        if td is None:
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f":
+                td = torch.float32
+            elif arr.dtype.kind in "iu":
+                td = torch.int32
+            elif arr.dtype.kind == "b":
+                td = torch.bool
+            return torch.as_tensor(arr, dtype=td, device=dev)
+        return torch.as_tensor(value, dtype=td, device=dev)
+
+    def to_numpy(self, x):
+        return _to_numpy(x)
+
+    def dtype_of(self, x):
+        return NAMES[x.dtype]
+
+    def cast(self, x, dtype):
+        return x.to(DTYPES[dtype])
+
+    def device_of(self, x):
+        d = x.device
+        return "cpu" if d.type == "cpu" else f"{d.type}:{d.index or 0}"
+
+    def to_device(self, x, device):
+        return x.to(device)
+
+    def device_scope(self, device):
+        if device.startswith("cuda"):
+            return torch.cuda.device(device)
+        return contextlib.nullcontext()
+
+    def vjp(self, fn, primals, create_graph=False):
+        leaves = [p.detach().requires_grad_(True) if p.is_floating_point() else p
+                  for p in primals]
+        with torch.enable_grad():
+            out = fn(*leaves)
+
+        def vjp_fn(cotangents):
+            pairs = [(o, c) for o, c in zip(out, cotangents)
+                     if c is not None and o.requires_grad]
+            wrt = [(i, p) for i, p in enumerate(leaves) if p.requires_grad]
+            grads = [None] * len(leaves)
+            if not pairs or not wrt:
+                return grads
+            got = torch.autograd.grad([o for o, _ in pairs], [p for _, p in wrt],
+                                      [c for _, c in pairs], create_graph=create_graph,
+                                      allow_unused=True)
+            for (i, _), g in zip(wrt, got):
+                grads[i] = g
+            return grads
+
+        return out, vjp_fn
+
+    def new_variable(self, value, trainable, name):
+        t = value.detach().clone()
+        if trainable and t.is_floating_point():
+            t.requires_grad_(True)
+        return t
+
+    def assign_variable(self, storage, value):
+        with torch.no_grad():
+            if storage.shape == value.shape:
+                storage.copy_(value)
+                return storage
+        t = value.detach().clone().to(storage.dtype)
+        t.requires_grad_(storage.requires_grad)
+        return t
+
+    def compile_function(self, fn, jit=False):
+        return torch.compile(fn) if jit else fn
+
+    def synchronize(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()

@@ -1,0 +1,3 @@
+"""torch conv kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""torch creation kernels."""
+
+KERNELS: dict = {}

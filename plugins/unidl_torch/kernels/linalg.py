@@ -1,0 +1,3 @@
+"""torch linalg kernels."""
+
+KERNELS: dict = {}

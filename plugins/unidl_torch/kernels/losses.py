@@ -1,0 +1,3 @@
+"""torch losses kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""torch nn kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""torch reduction kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,3 @@
+"""torch shape kernels."""
+
+KERNELS: dict = {}

@@ -1,0 +1,56 @@
+"""unidl: write a model once; run, train and check it on NumPy, PyTorch or TensorFlow.
+
+The backend is chosen by ``UNIDL_BACKEND`` (default ``numpy``), :func:`set_backend` or
+:func:`use_backend`. ``import unidl`` imports no framework until an op runs on it.
+
+Example:
+    >>> import unidl
+    >>> from unidl import ops
+    >>> with unidl.use_backend("numpy"):
+    ...     float(ops.to_numpy(ops.sum(ops.ones((2, 3)))))
+    6.0
+"""
+
+from unidl import dtypes, errors
+from unidl.backend.registry import list_backends
+from unidl.backend.state import (
+    backend_name,
+    current_backend,
+    current_device,
+    device,
+    devices,
+    set_backend,
+    use_backend,
+)
+from unidl.errors import (
+    BackendError,
+    BackendNotFoundError,
+    BackendUnavailableError,
+    GradientError,
+    OpError,
+    UnidlError,
+)
+
+from unidl import ops  # noqa: E402  isort: skip  (generated from the spec)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ops",
+    "dtypes",
+    "errors",
+    "set_backend",
+    "use_backend",
+    "backend_name",
+    "current_backend",
+    "list_backends",
+    "device",
+    "devices",
+    "current_device",
+    "UnidlError",
+    "OpError",
+    "BackendError",
+    "BackendNotFoundError",
+    "BackendUnavailableError",
+    "GradientError",
+]

@@ -1,0 +1,146 @@
+"""What a backend plugin provides: a :class:`BackendEntry` (cheap, declared at discovery) whose
+``load`` returns a :class:`Backend` (imports the framework, holds the kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+__all__ = ["Backend", "BackendEntry"]
+
+
+@dataclass
+class BackendEntry:
+    """A backend as declared by a plugin, before its framework is imported.
+
+    Attributes:
+        name: the name users select (``UNIDL_BACKEND=name``).
+        load: imports the framework and returns a :class:`Backend`.
+        distributions: distribution names whose installed version is the backend's version
+            (the first one installed wins), looked up without importing anything.
+        extra: the ``unidl`` extra that installs the framework (for error messages).
+        description: one line for ``unidl backends``.
+    """
+
+    name: str
+    load: Callable[[], Backend]
+    distributions: tuple[str, ...] = ()
+    extra: str | None = None
+    description: str = ""
+    plugin: str = ""
+
+    def installed_version(self) -> str | None:
+        for dist in self.distributions:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+
+class Backend:
+    """Base class of a loaded backend. Plugins subclass it and fill :attr:`kernels`.
+
+    A kernel takes the op's canonical positional arguments, already converted to this
+    backend's tensors and promoted to one dtype (see :mod:`unidl.dtypes`); it never needs to
+    validate or promote. Ops without a kernel fall back to the spec's composite.
+
+    Attributes:
+        name: the backend's name.
+        kernels: ``{op_name: callable}``; every primitive op must have one.
+        native_autodiff: ``True`` when :meth:`vjp` uses the framework's autodiff; ``False``
+            makes unidl use its own reverse-mode engine built from the spec's gradient rules.
+        tensor_types: the exact classes of this backend's tensors.
+    """
+
+    name: str = "?"
+    native_autodiff: bool = False
+    tensor_types: tuple[type, ...] = ()
+
+    def __init__(self) -> None:
+        self.kernels: dict[str, Callable] = {}
+        self.missing: list[str] = []
+
+    # -- identity ---------------------------------------------------------------------------
+    def version(self) -> str:
+        return "unknown"
+
+    def devices(self) -> list[str]:
+        """Every device this backend can run on, as unidl device names (``cpu``, ``cuda:0``)."""
+        return ["cpu"]
+
+    def default_device(self) -> str:
+        return self.devices()[0]
+
+    # -- tensors ----------------------------------------------------------------------------
+    def convert(self, value, dtype: str | None = None):
+        """``value`` (native tensor, NumPy array, list or scalar) as a native tensor on the
+        current device. ``dtype`` None keeps an array's dtype and gives Python floats the
+        default float, Python ints the default int."""
+        raise NotImplementedError
+
+    def to_numpy(self, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def dtype_of(self, x) -> str:
+        raise NotImplementedError
+
+    def shape_of(self, x) -> tuple:
+        return tuple(x.shape)
+
+    def cast(self, x, dtype: str):
+        raise NotImplementedError
+
+    def native_dtype(self, dtype: str):
+        raise NotImplementedError
+
+    def is_tensor(self, x) -> bool:
+        return isinstance(x, self.tensor_types)
+
+    # -- devices ----------------------------------------------------------------------------
+    def device_scope(self, device: str):
+        """A context manager placing new tensors on ``device``."""
+        return contextlib.nullcontext()
+
+    def device_of(self, x) -> str:
+        return "cpu"
+
+    def to_device(self, x, device: str):
+        return x
+
+    # -- autodiff (native backends) ---------------------------------------------------------
+    def vjp(self, fn, primals: list, create_graph: bool = False):
+        """Run ``fn(*primals)`` recording gradients; return ``(outputs_flat, vjp_fn)``.
+
+        ``vjp_fn(cotangents_flat)`` returns one gradient per primal (``None`` where the output
+        does not depend on it). Only used when :attr:`native_autodiff` is true.
+        """
+        raise NotImplementedError
+
+    # -- variables ----------------------------------------------------------------------------
+    def new_variable(self, value, trainable: bool, name: str | None):
+        """Native storage for a :class:`unidl.Variable`; default: the tensor itself."""
+        return value
+
+    def read_variable(self, storage):
+        return storage
+
+    def assign_variable(self, storage, value):
+        """Assign ``value`` in place where possible; return the (possibly new) storage."""
+        return value
+
+    # -- execution ----------------------------------------------------------------------------
+    def compile_function(self, fn, jit: bool = False):
+        """The framework's fast path for a whole step (``tf.function``, ``torch.compile``)."""
+        return fn
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing)."""
+
+    def fresh_table_hook(self, table) -> None:  # pragma: no cover - optional
+        """Called after the kernel table is bound, for backends that want to adjust it."""

@@ -1,0 +1,207 @@
+"""Binding a backend's kernels once into a table of prepared callables.
+
+For each op of the spec the table holds the backend's kernel (or, for a composite without
+a kernel, the spec's implementation) wrapped in the argument preparation that the one
+promotion table asks for: non-native inputs (lists, scalars, NumPy arrays, Variables) are
+converted, mixed dtypes are promoted, integer inputs to float-only ops are cast to the
+default float. Inputs that are already native tensors of one dtype go straight through.
+"""
+
+from __future__ import annotations
+
+from unidl import dtypes as _dt
+from unidl.errors import MissingKernelError
+from unidl.spec.core import COMPOSITE
+
+__all__ = ["bind", "Table"]
+
+
+class Table:
+    """A backend's bound ops, as attributes (one attribute lookup per dispatch)."""
+
+    def __init__(self, backend_name: str):
+        self._backend_name = backend_name
+
+    def __repr__(self) -> str:
+        return f"<unidl kernel table of {self._backend_name!r}>"
+
+
+def bind(be) -> None:
+    """Fill ``be.table`` (and ``be.missing``) from ``be.kernels`` and the spec."""
+    from unidl.spec import all_specs
+
+    table = Table(be.name)
+    be.missing = []
+    be.sources = {}
+    for spec in all_specs():
+        kernel = be.kernels.get(spec.name)
+        source = "kernel"
+        if kernel is None:
+            if spec.kind == COMPOSITE:
+                kernel, source = spec.impl, "composite"
+            else:
+                be.missing.append(spec.name)
+                kernel, source = _missing_kernel(spec.name, be.name), "missing"
+        be.sources[spec.name] = source
+        setattr(table, spec.name, prepare(spec, kernel, be))
+    be.table = table
+    be.traced_table = None
+    be.fresh_table_hook(table)
+
+
+def _missing_kernel(op: str, backend: str):
+    def missing(*args):
+        raise MissingKernelError(f"{op}: backend {backend!r} provides no kernel for this primitive")
+
+    return missing
+
+
+def _unwrap(a):
+    get = getattr(a, "__unidl_tensor__", None)
+    return get() if get is not None else a
+
+
+def make_converters(be):
+    """Return ``(dtype_info, to_native)`` closures for backend ``be``."""
+    T = frozenset(be.tensor_types)
+    dtype_of = be.dtype_of
+
+    def dtype_info(a):
+        """``(dtype, strong)`` of a value in a tensor position."""
+        if a.__class__ in T:
+            return dtype_of(a), True
+        a = _unwrap(a)
+        if a.__class__ in T:
+            return dtype_of(a), True
+        if isinstance(a, bool):
+            return "bool", False
+        if isinstance(a, int):
+            return a, False
+        if isinstance(a, float):
+            return a, False
+        dt = getattr(a, "dtype", None)
+        if dt is not None:
+            try:
+                return _dt.standardize(dt), True
+            except TypeError:
+                pass
+        import numpy as np
+
+        arr = np.asarray(a)
+        if arr.dtype.kind == "f":
+            return 0.0, False
+        if arr.dtype.kind in "iu":
+            return 0, False
+        if arr.dtype.kind == "b":
+            return "bool", False
+        return _dt.standardize(arr.dtype), True
+
+    def to_native(a, dtype):
+        """``a`` as a native tensor of unidl dtype ``dtype`` (None: keep/infer)."""
+        a = _unwrap(a)
+        if a.__class__ in T:
+            if dtype is None or dtype_of(a) == dtype:
+                return a
+            return be.cast(a, dtype)
+        return be.convert(a, dtype)
+
+    return dtype_info, to_native
+
+
+def prepare(spec, kernel, be):
+    """Wrap ``kernel`` with the argument preparation ``spec`` asks for on backend ``be``."""
+    T = frozenset(be.tensor_types)
+    float_natives = set()
+    for d in _dt.FLOAT_DTYPES:
+        try:
+            float_natives.add(be.native_dtype(d))
+        except Exception:  # a backend may lack bfloat16 or float16
+            pass
+    FL = frozenset(float_natives)
+    dtype_info, to_native = make_converters(be)
+    fi = spec.float_inputs
+    tpos, lpos, ppos = spec.tensor_pos, spec.tensor_list_pos, spec.promote_pos
+    has_dtype = "dtype" in spec.param_names
+    dpos = spec.param_names.index("dtype") if has_dtype else -1
+
+    def promote_target(vals):
+        infos = [dtype_info(v) for v in vals if v is not None]
+        target = _dt.result_type(*[d for d, _ in infos]) if infos else _dt.DEFAULT_FLOAT
+        if fi and not _dt.is_float(target):
+            target = _dt.DEFAULT_FLOAT
+        return target
+
+    def normalize(args):
+        args = list(args)
+        group = []
+        for i in ppos:
+            if i in lpos:
+                group.extend(args[i])
+            else:
+                group.append(args[i])
+        target = promote_target(group) if group else None
+        for i in tpos:
+            a = args[i]
+            if a is None:
+                continue
+            if i in ppos:
+                args[i] = to_native(a, target)
+            elif fi:
+                d, _ = dtype_info(a)
+                args[i] = to_native(a, None if isinstance(d, str) and _dt.is_float(d)
+                                    else _dt.DEFAULT_FLOAT)
+            else:
+                args[i] = to_native(a, None)
+        for i in lpos:
+            seq = args[i]
+            args[i] = [to_native(a, target if i in ppos else None) for a in seq]
+        if has_dtype:
+            abstract = list(args)
+            for i in tpos:
+                if abstract[i] is not None:
+                    abstract[i] = be.dtype_of(abstract[i])
+            for i in lpos:
+                abstract[i] = [be.dtype_of(a) for a in abstract[i]]
+            abstract[dpos] = args[dpos]
+            args[dpos] = spec.result_dtype(abstract)
+        return args
+
+    if has_dtype or lpos or len(tpos) > 2 or (tpos and tpos[0] != 0):
+        def generic(*args):
+            return kernel(*normalize(args))
+
+        return generic
+
+    if not tpos:
+        return kernel
+
+    if len(tpos) == 1:
+        if fi:
+            def unary_float(x, *rest):
+                if x.__class__ not in T or x.dtype not in FL:
+                    x = normalize((x,) + rest)[0]
+                return kernel(x, *rest)
+
+            return unary_float
+
+        def unary(x, *rest):
+            if x.__class__ not in T:
+                x = to_native(x, None)
+            return kernel(x, *rest)
+
+        return unary
+
+    if tpos == (0, 1) and ppos == (0, 1):
+        def binary(x, y, *rest):
+            if (x.__class__ in T and y.__class__ in T and x.dtype == y.dtype
+                    and (not fi or x.dtype in FL)):
+                return kernel(x, y, *rest)
+            x, y = normalize((x, y) + rest)[:2]
+            return kernel(x, y, *rest)
+
+        return binary
+
+    def general(*args):
+        return kernel(*normalize(args))
+
+    return general
