@@ -54,3 +54,7 @@ __all__ = [
     "BackendUnavailableError",
     "GradientError",
 ]
+
+from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E402
+
+__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient"]

@@ -21,6 +21,7 @@ import inspect
 import numpy as _np
 
 from unidl import dtypes as _dt
+from unidl.autodiff.engine import Tracer as _Tracer
 from unidl.backend.state import STATE as _STATE
 from unidl.backend.state import current_backend as _current_backend
 from unidl.errors import OpError as _OpError
@@ -36,6 +37,8 @@ def _describe(value) -> str:
         v = getattr(value, "__unidl_tensor__", None)
         if v is not None:
             value = v()
+        if value.__class__ is _Tracer:
+            return f"{value.dtype}{list(value.shape)}"
         if be.is_tensor(value):
             return f"{be.dtype_of(value)}{list(be.shape_of(value))}"
         if isinstance(value, (list, tuple)) and value and not isinstance(value[0], (int, float)):
@@ -50,6 +53,8 @@ def _shape_of(value):
     v = getattr(value, "__unidl_tensor__", None)
     if v is not None:
         value = v()
+    if value.__class__ is _Tracer:
+        return value.shape
     be = _current_backend()
     if be.is_tensor(value):
         return tuple(be.shape_of(value))
@@ -131,6 +136,8 @@ def convert_to_tensor(x, dtype=None):
     if v is not None:
         x = v()
     d = None if dtype is None else _dt.standardize(dtype)
+    if x.__class__ is _Tracer:
+        return x if d is None or x.dtype == d else cast(x, d)  # noqa: F821 (generated)
     if be.is_tensor(x):
         return x if d is None or be.dtype_of(x) == d else be.cast(x, d)
     try:
@@ -145,6 +152,8 @@ def to_numpy(x) -> _np.ndarray:
     v = getattr(x, "__unidl_tensor__", None)
     if v is not None:
         x = v()
+    while x.__class__ is _Tracer:
+        x = x.value
     be = _current_backend()
     if be.is_tensor(x):
         return be.to_numpy(x)
@@ -157,8 +166,8 @@ def to_numpy(x) -> _np.ndarray:
 
 
 def is_tensor(x) -> bool:
-    """Whether ``x`` is a native tensor of the active backend."""
-    return _current_backend().is_tensor(x)
+    """Whether ``x`` is a native tensor of the active backend (or a traced one)."""
+    return x.__class__ is _Tracer or _current_backend().is_tensor(x)
 
 
 def shape(x) -> tuple:
@@ -179,6 +188,8 @@ def dtype(x) -> str:
     v = getattr(x, "__unidl_tensor__", None)
     if v is not None:
         x = v()
+    if x.__class__ is _Tracer:
+        return x.dtype
     be = _current_backend()
     if be.is_tensor(x):
         return be.dtype_of(x)

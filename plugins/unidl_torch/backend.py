@@ -108,8 +108,10 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def vjp(self, fn, primals, create_graph=False):
-        leaves = [p.detach().requires_grad_(True) if p.is_floating_point() else p
-                  for p in primals]
+        # A primal that already requires grad (an outer differentiation's input) is viewed,
+        # not detached, so that gradients of gradients stay connected.
+        leaves = [(p.view_as(p) if p.requires_grad else p.detach().requires_grad_(True))
+                  if p.is_floating_point() else p for p in primals]
         with torch.enable_grad():
             out = fn(*leaves)
 

@@ -1,0 +1,342 @@
+"""unidl's own reverse-mode engine, for backends without native autodiff (NumPy).
+
+While a function is differentiated, the thread's kernel table is swapped for a *traced*
+table: each op looks for :class:`Tracer` arguments, runs the backend kernel on their values
+and records a node holding the op's spec. The backward pass walks the nodes in reverse
+order and calls each op's gradient rule, written in unidl ops. Because those ops are
+traced too when an outer differentiation is active, gradients of gradients work: each
+nested differentiation gets its own *level* and tracers of different levels nest (the
+scheme of HIPS autograd and JAX's reverse mode).
+
+Broadcasting is undone here once: a gradient is summed back to its input's shape and cast
+to its dtype before it is accumulated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unidl import dtypes as _dt
+from unidl.backend.binding import Table
+from unidl.errors import GradientError
+from unidl.spec.core import COMPOSITE
+
+__all__ = ["Tracer", "engine_vjp", "traced_table"]
+
+
+class Node:
+    __slots__ = ("spec", "args", "out", "parents", "multi")
+
+    def __init__(self, spec, args, out, parents, multi):
+        self.spec = spec
+        self.args = args
+        self.out = out
+        self.parents = parents  # list of (tensor slot, list index or None, Tracer)
+        self.multi = multi
+
+
+class Tracer:
+    """A value being differentiated at one nesting ``level``. Ops unwrap it and record."""
+
+    __slots__ = ("value", "level", "node", "index", "__weakref__")
+    __array_priority__ = 1000
+
+    def __init__(self, value, level, node=None, index=None):
+        self.value = value
+        self.level = level
+        self.node = node
+        self.index = index
+
+    # -- array-like surface, so user code inside grad keeps working -------------------------
+    @property
+    def shape(self):
+        return tuple(self.value.shape)
+
+    @property
+    def dtype(self):
+        return _dtype(self.value)
+
+    @property
+    def ndim(self):
+        return len(self.value.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.value.shape, dtype=np.int64))
+
+    def __len__(self):
+        return self.value.shape[0]
+
+    def __repr__(self):
+        return f"Tracer(level={self.level}, {self.value!r})"
+
+    def __float__(self):
+        return float(_primal(self))
+
+    def __int__(self):
+        return int(_primal(self))
+
+    def __bool__(self):
+        return bool(_primal(self))
+
+    def __array__(self, dtype=None, copy=None):
+        raise GradientError(
+            "a value being differentiated by unidl.grad was converted to a NumPy array; "
+            "use unidl.ops on it (or ops.stop_gradient) instead"
+        )
+
+    def __add__(self, o):
+        return _ops().add(self, o)
+
+    def __radd__(self, o):
+        return _ops().add(o, self)
+
+    def __sub__(self, o):
+        return _ops().subtract(self, o)
+
+    def __rsub__(self, o):
+        return _ops().subtract(o, self)
+
+    def __mul__(self, o):
+        return _ops().multiply(self, o)
+
+    def __rmul__(self, o):
+        return _ops().multiply(o, self)
+
+    def __truediv__(self, o):
+        return _ops().divide(self, o)
+
+    def __rtruediv__(self, o):
+        return _ops().divide(o, self)
+
+    def __pow__(self, o):
+        return _ops().power(self, o)
+
+    def __rpow__(self, o):
+        return _ops().power(o, self)
+
+    def __matmul__(self, o):
+        return _ops().matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return _ops().matmul(o, self)
+
+    def __neg__(self):
+        return _ops().negative(self)
+
+    def __abs__(self):
+        return _ops().abs(self)
+
+    def __lt__(self, o):
+        return _ops().less(self, o)
+
+    def __le__(self, o):
+        return _ops().less_equal(self, o)
+
+    def __gt__(self, o):
+        return _ops().greater(self, o)
+
+    def __ge__(self, o):
+        return _ops().greater_equal(self, o)
+
+    @property
+    def T(self):
+        return _ops().transpose(self)
+
+
+def _ops():
+    from unidl import ops
+
+    return ops
+
+
+def _primal(x):
+    while x.__class__ is Tracer:
+        x = x.value
+    return x
+
+
+def _dtype(v):
+    v = _primal(v)
+    return _dt.standardize(v.dtype)
+
+
+def _unwrap_var(a):
+    get = getattr(a, "__unidl_tensor__", None)
+    return get() if get is not None else a
+
+
+def _max_level(args, tpos, lpos):
+    level = 0
+    for i in tpos:
+        a = args[i]
+        if a.__class__ is Tracer and a.level > level:
+            level = a.level
+    for i in lpos:
+        for a in args[i]:
+            if a.__class__ is Tracer and a.level > level:
+                level = a.level
+    return level
+
+
+def traced_table(be) -> Table:
+    """The traced twin of ``be.table`` (built once per backend)."""
+    if getattr(be, "traced_table", None) is None:
+        from unidl.spec import all_specs
+
+        table = Table(be.name + "[traced]")
+        for spec in all_specs():
+            setattr(table, spec.name, _traced(spec, getattr(be.table, spec.name), table))
+        be.traced_table = table
+    return be.traced_table
+
+
+def _traced(spec, base, table):
+    tpos, lpos = spec.tensor_pos, spec.tensor_list_pos
+    name = spec.name
+    through_impl = spec.kind == COMPOSITE and spec.grad is None and spec.differentiable
+    impl = spec.impl
+    n_slots = len(tpos) + len(lpos)
+
+    def traced(*args):
+        if any(args[i].__class__ is not Tracer and hasattr(args[i], "__unidl_tensor__")
+               for i in tpos):
+            args = tuple(_unwrap_var(a) if i in tpos else a for i, a in enumerate(args))
+        level = _max_level(args, tpos, lpos)
+        if level == 0:
+            return base(*args)
+        if name == "stop_gradient":
+            return base(_primal(args[0]))
+        if through_impl:
+            return impl(*args)
+        prim = list(args)
+        parents = []
+        for slot, i in enumerate(tpos):
+            a = prim[i]
+            if a.__class__ is Tracer and a.level == level:
+                prim[i] = a.value
+                parents.append((slot, None, a))
+        for k, i in enumerate(lpos):
+            seq = list(prim[i])
+            for j, a in enumerate(seq):
+                if a.__class__ is Tracer and a.level == level:
+                    seq[j] = a.value
+                    parents.append((len(tpos) + k, j, a))
+            prim[i] = seq
+        out = getattr(table, name)(*prim)
+        if not spec.differentiable or not parents:
+            return out
+        if spec.grad is None:
+            raise GradientError(f"{name}: the spec declares no gradient rule for this op")
+        multi = isinstance(out, (list, tuple))
+        node = Node(spec, prim, out, parents, multi)
+        if multi:
+            return type(out)(Tracer(o, level, node, k) if _dt.is_float(_dtype(o)) else o
+                             for k, o in enumerate(out))
+        return Tracer(out, level, node, None)
+
+    traced.__name__ = name
+    traced.n_slots = n_slots
+    return traced
+
+
+# -- backward pass --------------------------------------------------------------------------
+def _unbroadcast(g, shape, dtype):
+    ops = _ops()
+    gshape = ops.shape(g)
+    if gshape != tuple(shape):
+        extra = len(gshape) - len(shape)
+        axes = list(range(extra))
+        for i, d in enumerate(shape):
+            if d == 1 and gshape[extra + i] != 1:
+                axes.append(extra + i)
+        if axes:
+            g = ops.sum(g, tuple(axes), False)
+        if ops.shape(g) != tuple(shape):
+            g = ops.reshape(g, tuple(shape))
+    if ops.dtype(g) != dtype:
+        g = ops.cast(g, dtype)
+    return g
+
+
+def _key(t: Tracer):
+    return ("leaf", id(t)) if t.node is None else (id(t.node), t.index)
+
+
+def _toposort(outputs):
+    order, seen = [], set()
+    stack = [(t.node, False) for t in outputs if t.node is not None]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for _, _, p in node.parents:
+            if p.node is not None and id(p.node) not in seen:
+                stack.append((p.node, False))
+    return order[::-1]
+
+
+def backward(outputs, cotangents, leaves):
+    """Cotangents of ``leaves`` given ``cotangents`` of ``outputs`` (all Tracers of one level)."""
+    ops = _ops()
+    cts: dict = {}
+    for t, c in zip(outputs, cotangents):
+        if t.__class__ is Tracer and c is not None:
+            k = _key(t)
+            cts[k] = c if k not in cts else ops.add(cts[k], c)
+    for node in _toposort([t for t in outputs if t.__class__ is Tracer]):
+        if node.multi:
+            gs = [cts.pop((id(node), k), None) for k in range(len(node.out))]
+            if all(g is None for g in gs):
+                continue
+            g = gs
+        else:
+            g = cts.pop((id(node), None), None)
+            if g is None:
+                continue
+        grads = node.spec.grad(g, node.out, *node.args)
+        if not isinstance(grads, (tuple, list)):
+            raise GradientError(f"{node.spec.name}: gradient rule must return a tuple")
+        for slot, j, parent in node.parents:
+            gi = grads[slot] if slot < len(grads) else None
+            if gi is not None and j is not None:
+                gi = gi[j]
+            if gi is None or not _dt.is_float(parent.dtype):
+                continue
+            gi = _unbroadcast(gi, parent.shape, parent.dtype)
+            k = _key(parent)
+            cts[k] = gi if k not in cts else ops.add(cts[k], gi)
+    return [cts.get(_key(t)) if t is not None else None for t in leaves]
+
+
+def engine_vjp(be, state, fn, primals):
+    """Reverse-mode ``(outputs_flat, vjp_fn)`` of ``fn`` at ``primals`` on backend ``be``."""
+    saved_k = state.k
+    state.tracing += 1
+    level = state.tracing
+    state.k = traced_table(be)
+    try:
+        leaves = [Tracer(p, level) if _dt.is_float(_dtype(p)) else p for p in primals]
+        outs = fn(*leaves)
+    finally:
+        state.tracing -= 1
+        if state.tracing == 0:
+            state.k = saved_k
+    out_tracers = [o if (o.__class__ is Tracer and o.level == level) else None for o in outs]
+    values = [o.value if t is not None else o for o, t in zip(outs, out_tracers)]
+
+    def vjp_fn(cotangents):
+        active = [(t, c) for t, c in zip(out_tracers, cotangents) if t is not None]
+        if not active:
+            return [None] * len(leaves)
+        got = backward([t for t, _ in active], [c for _, c in active],
+                       [x if x.__class__ is Tracer and x.level == level else None
+                        for x in leaves])
+        return [g if leaf.__class__ is Tracer else None for g, leaf in zip(got, leaves)]
+
+    return values, vjp_fn
