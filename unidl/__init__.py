@@ -56,5 +56,24 @@ __all__ = [
 ]
 
 from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E402
+from unidl import random  # noqa: E402  isort: skip
+from unidl import datasets  # noqa: E402  isort: skip
 
-__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient"]
+__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets"]
+
+
+def __getattr__(name):
+    # Layers, models, losses, metrics and callbacks are imported on first use.
+    lazy = {"layers": "unidl.layers", "losses": "unidl.losses", "metrics": "unidl.metrics",
+            "callbacks": "unidl.callbacks", "initializers": "unidl.initializers",
+            "regularizers": "unidl.regularizers", "activations": "unidl.activations",
+            "models": "unidl.models"}
+    if name in lazy:
+        import importlib
+
+        return importlib.import_module(lazy[name])
+    if name in ("Model", "Sequential", "Input"):
+        from unidl import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'unidl' has no attribute {name!r}")

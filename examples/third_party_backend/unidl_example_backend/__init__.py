@@ -1,0 +1,1 @@
+"""A minimal third-party unidl backend that delegates to NumPy."""

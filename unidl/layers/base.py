@@ -1,0 +1,322 @@
+"""The ``Layer`` base class: weights, nested-layer tracking, lazy building, symbolic calls.
+
+Example:
+    >>> import unidl
+    >>> from unidl import layers, ops
+    >>> class Scale(layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.w = self.add_weight((input_shape[-1],), initializer="ones", name="w")
+    ...     def call(self, x):
+    ...         return ops.multiply(x, self.w)
+    >>> with unidl.use_backend("numpy"):
+    ...     layer = Scale()
+    ...     y = layer(ops.ones((2, 3)))
+    ...     layer.count_params()
+    3
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from unidl import dtypes as _dt
+from unidl.errors import UnidlError
+
+__all__ = ["Layer", "LayerError", "SymbolicTensor", "unique_name"]
+
+_NAME_COUNTS: dict = defaultdict(int)
+
+
+def unique_name(prefix: str) -> str:
+    """``prefix``, ``prefix_1``, ``prefix_2`` … (per process)."""
+    n = _NAME_COUNTS[prefix]
+    _NAME_COUNTS[prefix] += 1
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+class LayerError(UnidlError, ValueError):
+    """A layer was given inputs or arguments it cannot accept; the message names the layer."""
+
+    def __init__(self, layer, message: str):
+        name = getattr(layer, "name", str(layer))
+        super().__init__(f"layer {name!r} ({type(layer).__name__}): {message}")
+
+
+class SymbolicTensor:
+    """A placeholder flowing through the functional API: a shape (None = any), a dtype, and the
+    layer call that produced it."""
+
+    def __init__(self, shape, dtype="float32", producer=None, index=0, name=None):
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = _dt.standardize(dtype)
+        self.producer = producer  # (layer, input structure, call kwargs) or None for Input
+        self.index = index
+        self.name = name
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype} name={self.name}>"
+
+
+def _flatten(x):
+    from unidl import tree
+
+    return tree.flatten(x)
+
+
+def _is_symbolic(x) -> bool:
+    leaves, _ = _flatten(x)
+    return any(isinstance(v, SymbolicTensor) for v in leaves)
+
+
+def _static_shape(x):
+    from unidl import ops
+
+    if isinstance(x, SymbolicTensor):
+        return x.shape
+    return tuple(ops.shape(x))
+
+
+class Layer:
+    """Base class of all layers.
+
+    Subclasses create weights in :meth:`build` (called once, on the first call, with the
+    input shape) using :meth:`add_weight`, and compute in :meth:`call`. Layers and Variables
+    assigned as attributes (also inside lists and dicts) are tracked automatically.
+
+    Args:
+        name: unique name (default: from the class name).
+        dtype: dtype of the weights and the computation (default float32).
+        trainable: whether the weights are updated by training.
+        input_shape: shape of one example (without the batch axis); lets a model be built
+            before it sees data.
+    """
+
+    def __init__(self, name=None, dtype=None, trainable=True, input_shape=None, **kwargs):
+        batch_input_shape = kwargs.pop("batch_input_shape", None)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
+        object.__setattr__(self, "_tracked_layers", [])
+        object.__setattr__(self, "_own_weights", [])
+        self.name = name or unique_name(_snake(type(self).__name__))
+        self.dtype = _dt.standardize(dtype) if dtype is not None else _dt.DEFAULT_FLOAT
+        self._trainable = trainable
+        self.built = False
+        if batch_input_shape is None and input_shape is not None:
+            batch_input_shape = (None,) + tuple(input_shape)
+        self._batch_input_shape = tuple(batch_input_shape) if batch_input_shape else None
+        self._activity_losses = []
+        self.input_shape_seen = None
+
+    # -- tracking ---------------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if not name.startswith("__"):
+            self._track(value)
+        object.__setattr__(self, name, value)
+
+    def _track(self, value):
+        from unidl.variables import Variable
+
+        if isinstance(value, Layer):
+            if value is not self and all(value is not t for t in self._tracked_layers):
+                self._tracked_layers.append(value)
+        elif isinstance(value, Variable):
+            if all(value is not w for w in self._own_weights):
+                self._own_weights.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self._track(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self._track(v)
+
+    @property
+    def layers(self) -> list:
+        """Directly nested layers, in the order they were assigned."""
+        return list(self._tracked_layers)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool):
+        self._trainable = bool(value)
+        for layer in self._tracked_layers:
+            layer.trainable = value
+
+    def _all_weights(self, trainable):
+        out, seen = [], set()
+
+        def visit(layer, parent_trainable):
+            t = parent_trainable and layer._trainable
+            for w in layer._own_weights:
+                if id(w) in seen:
+                    continue
+                is_trainable = t and w.trainable
+                if trainable is None or trainable == is_trainable:
+                    seen.add(id(w))
+                    out.append(w)
+            for sub in layer._tracked_layers:
+                visit(sub, t)
+
+        visit(self, True)
+        return out
+
+    @property
+    def weights(self) -> list:
+        """Every weight of this layer and its nested layers (trainable ones first)."""
+        return self.trainable_weights + self.non_trainable_weights
+
+    @property
+    def trainable_weights(self) -> list:
+        return self._all_weights(True)
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return self._all_weights(False)
+
+    @property
+    def variables(self) -> list:
+        return self.weights
+
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    def get_weights(self) -> list:
+        """The weights as NumPy arrays, in :attr:`weights` order."""
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, values) -> None:
+        """Set the weights from NumPy arrays, in :attr:`weights` order."""
+        weights = self.weights
+        values = list(values)
+        if len(values) != len(weights):
+            raise LayerError(self, f"set_weights expected {len(weights)} arrays, got "
+                                   f"{len(values)}")
+        for w, v in zip(weights, values):
+            v = np.asarray(v)
+            if tuple(v.shape) != tuple(w.shape):
+                raise LayerError(self, f"set_weights: weight {w.name!r} has shape "
+                                       f"{tuple(w.shape)}, got an array of shape {v.shape}")
+            w.assign(v)
+
+    def count_params(self) -> int:
+        """The number of scalars in all weights."""
+        if not self.built:
+            raise LayerError(self, "is not built yet: call it on data (or give input_shape)")
+        return int(sum(int(np.prod(w.shape, dtype=np.int64)) for w in self.weights))
+
+    # -- weights ----------------------------------------------------------------------------
+    def add_weight(self, shape=(), initializer="glorot_uniform", regularizer=None,
+                   trainable=True, dtype=None, name=None, constraint=None):
+        """Create a weight, initialized on the host so every backend gets the same values.
+
+        Args:
+            shape: the weight's shape.
+            initializer: an initializer object, callable ``(shape, dtype) -> array`` or name.
+            regularizer: a regularizer (or name) whose penalty joins :attr:`losses`.
+            trainable: whether training updates it.
+            dtype: default: the layer's dtype.
+            name: the weight's name (prefixed by the layer's name).
+        """
+        from unidl import initializers, regularizers
+        from unidl.variables import Variable
+
+        dtype = _dt.standardize(dtype) if dtype is not None else self.dtype
+        init = initializers.get(initializer)
+        value = init(tuple(int(d) for d in shape), dtype=dtype)
+        var = Variable(value, trainable=trainable, name=f"{self.name}/{name or 'weight'}",
+                       dtype=dtype)
+        var.regularizer = regularizers.get(regularizer) if regularizer is not None else None
+        var.constraint = constraint
+        self._own_weights.append(var)
+        return var
+
+    # -- losses -----------------------------------------------------------------------------
+    @property
+    def losses(self) -> list:
+        """Regularization penalties of every weight, plus losses added with :meth:`add_loss`
+        during the last call (nested layers included)."""
+        out = []
+        for w in self._all_weights(None):
+            reg = getattr(w, "regularizer", None)
+            if reg is not None:
+                out.append(reg(w.value))
+        stack = [self]
+        while stack:
+            layer = stack.pop()
+            out.extend(layer._activity_losses)
+            stack.extend(layer._tracked_layers)
+        return out
+
+    def add_loss(self, loss) -> None:
+        """Add a loss tensor (cleared at the start of each top-level call)."""
+        self._activity_losses.append(loss)
+
+    # -- calling ----------------------------------------------------------------------------
+    def build(self, input_shape) -> None:
+        """Create weights for inputs of ``input_shape``; the default creates none."""
+        self.built = True
+
+    def call(self, inputs, *args, **kwargs):
+        """The computation; every layer class defines it."""
+        raise UnidlError(f"{type(self).__name__} must define call()")
+
+    def compute_output_shape(self, input_shape):
+        """The output shape for ``input_shape``; default: run :meth:`call` on dummy data."""
+        return None
+
+    def _maybe_build(self, inputs):
+        if self.built:
+            return
+        leaves, _ = _flatten(inputs)
+        shapes = [_static_shape(v) for v in leaves]
+        shape = shapes[0] if len(shapes) == 1 else shapes
+        if isinstance(inputs, (list, tuple)) and len(leaves) > 1:
+            shape = [_static_shape(v) for v in inputs]
+        self.build(shape)
+        self.built = True
+
+    def __call__(self, inputs, *args, **kwargs):
+        if _is_symbolic(inputs):
+            from unidl.models.functional import call_symbolic
+
+            return call_symbolic(self, inputs, args, kwargs)
+        self._activity_losses = []
+        if not self.built:
+            self._maybe_build(inputs)
+        if "training" in kwargs and not _accepts_training(self):
+            kwargs.pop("training")
+        return self.call(inputs, *args, **kwargs)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+_ACCEPTS: dict = {}
+
+
+def _accepts_training(layer) -> bool:
+    cls = type(layer)
+    if cls not in _ACCEPTS:
+        import inspect
+
+        params = inspect.signature(cls.call).parameters
+        _ACCEPTS[cls] = "training" in params or any(
+            p.kind == p.VAR_KEYWORD for p in params.values())
+    return _ACCEPTS[cls]

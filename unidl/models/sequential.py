@@ -1,0 +1,69 @@
+"""``unidl.Sequential``: a plain stack of layers."""
+
+from __future__ import annotations
+
+from unidl.layers.base import Layer, LayerError
+from unidl.models.model import Model
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Model):
+    """A model that applies its layers one after another.
+
+    Example:
+        >>> import unidl
+        >>> from unidl import layers
+        >>> with unidl.use_backend("numpy"):
+        ...     model = unidl.Sequential([layers.Dense(4, input_shape=(3,)), layers.Dense(1)])
+        ...     model.count_params()
+        21
+    """
+
+    def __init__(self, layers=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._stack = []
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer) -> None:
+        """Append a layer (building the model at once if the first layer knows its input)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a Layer, got {type(layer).__name__}")
+        self._stack.append(layer)
+        self._track(layer)
+        self.built = False
+        first = self._stack[0]
+        if first._batch_input_shape is not None:
+            self.build(first._batch_input_shape)
+
+    def pop(self):
+        layer = self._stack.pop()
+        self._tracked_layers.remove(layer)
+        return layer
+
+    @property
+    def layers(self):
+        return list(self._stack)
+
+    def build(self, input_shape=None):
+        if input_shape is None:
+            if not self._stack or self._stack[0]._batch_input_shape is None:
+                raise LayerError(self, "cannot build without an input shape: give the first "
+                                       "layer input_shape=... or call the model on data")
+            input_shape = self._stack[0]._batch_input_shape
+        from unidl.models.functional import Input
+
+        x = Input(tuple(input_shape[1:]), batch_size=input_shape[0])
+        y = x
+        for layer in self._stack:
+            y = layer(y)
+        self._input_spec = x
+        self._output_spec = y
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for layer in self._stack:
+            x = layer(x, training=training)
+        return x
