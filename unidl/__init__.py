@@ -58,8 +58,11 @@ __all__ = [
 from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E402
 from unidl import random  # noqa: E402  isort: skip
 from unidl import datasets  # noqa: E402  isort: skip
+from unidl.variables import Variable  # noqa: E402  isort: skip
+from unidl import optimizers  # noqa: E402  isort: skip
 
 __all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets"]
+__all__ += ["Variable", "optimizers"]
 
 
 def __getattr__(name):
@@ -67,11 +70,15 @@ def __getattr__(name):
     lazy = {"layers": "unidl.layers", "losses": "unidl.losses", "metrics": "unidl.metrics",
             "callbacks": "unidl.callbacks", "initializers": "unidl.initializers",
             "regularizers": "unidl.regularizers", "activations": "unidl.activations",
-            "models": "unidl.models"}
+            "models": "unidl.models", "optimizers": "unidl.optimizers"}
     if name in lazy:
         import importlib
 
         return importlib.import_module(lazy[name])
+    if name == "Variable":
+        from unidl.variables import Variable
+
+        return Variable
     if name in ("Model", "Sequential", "Input"):
         from unidl import models
 

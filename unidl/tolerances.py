@@ -20,7 +20,8 @@ bfloat16 1e-1) and ``gradcheck`` in float64 (atol 1e-5, rtol 1e-3).
 
 from __future__ import annotations
 
-__all__ = ["TOLERANCES", "GRAD_TOLERANCES", "OPTIMIZER_TOLERANCES", "tolerance", "KINDS"]
+__all__ = ["TOLERANCES", "GRAD_TOLERANCES", "OPTIMIZER_TOLERANCES", "TRAINING_RTOL",
+           "tolerance", "KINDS"]
 
 KINDS = ("exact", "elementwise", "reduction", "contraction")
 
@@ -62,6 +63,10 @@ OPTIMIZER_TOLERANCES: dict[str, tuple[float, float]] = {
     "float16": (1e-2, 1e-2),
     "bfloat16": (5e-2, 5e-2),
 }
+
+#: relative tolerance for per-step training losses of the same model, seed and data on two
+#: backends in float32 (deterministic mode): 20 Adam steps of float32 rounding differences.
+TRAINING_RTOL = 1e-4
 
 
 def tolerance(dtype: str, kind: str = "elementwise") -> tuple[float, float]:

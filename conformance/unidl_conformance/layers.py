@@ -1,0 +1,226 @@
+"""Layer conformance: every layer's forward pass and gradients (w.r.t. inputs and weights) on
+a backend/device/dtype, against the same layer on the NumPy backend in float64.
+
+The weights are drawn once on the host (``unidl.random.set_seed``) and copied, so both sides
+compute with identical parameters. Where a layer has an independent formula-level reference
+(Conv2D, LSTM, GRU, BatchNormalization, MultiHeadAttention: ``formulas.py``), the float64
+NumPy result is also checked against it.
+
+Tolerances: forward by the ``contraction`` row of :data:`unidl.tolerances.TOLERANCES` for the
+dtype (layers are built from matmul/conv), gradients by ``GRAD_TOLERANCES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import unidl
+from unidl import ops
+from unidl.tolerances import GRAD_TOLERANCES, tolerance
+from unidl_conformance.cases import Case, Result, case_seed
+from unidl_conformance.compare import compare
+
+__all__ = ["LayerCase", "LAYER_CASES", "layer_cases", "run_layer", "LAYER_DTYPES"]
+
+LAYER_DTYPES = ("float32", "float64")
+
+
+@dataclass
+class LayerCase:
+    name: str
+    make: object  # () -> Layer (called with the backend active)
+    inputs: tuple  # input shapes (one per positional input)
+    kwargs: dict = field(default_factory=dict)  # call keyword arguments
+    grad: bool = True
+    formula: object = None  # (layer weights as numpy, inputs) -> expected output
+    low: float = -1.0
+    high: float = 1.0
+    int_input: int = 0  # > 0: integer inputs in [0, int_input) (Embedding)
+
+
+def _L():
+    from unidl import layers
+
+    return layers
+
+
+def _cases():
+    from unidl_conformance import formulas as F
+
+    L = _L()
+    return [
+        LayerCase("Dense", lambda: L.Dense(5, activation="tanh"), ((3, 4),)),
+        LayerCase("Flatten", lambda: L.Flatten(), ((2, 3, 4),)),
+        LayerCase("Reshape", lambda: L.Reshape((4, 3)), ((2, 3, 4),)),
+        LayerCase("Permute", lambda: L.Permute((2, 1)), ((2, 3, 4),)),
+        LayerCase("Dropout", lambda: L.Dropout(0.5), ((3, 4),)),
+        LayerCase("Activation", lambda: L.Activation("gelu"), ((3, 4),)),
+        LayerCase("Conv1D", lambda: L.Conv1D(4, 3, padding="same"), ((2, 7, 3),)),
+        LayerCase("Conv2D", lambda: L.Conv2D(4, 3, strides=2, padding="same"), ((2, 7, 7, 3),),
+                  formula=F.conv2d_layer),
+        LayerCase("Conv2DTranspose", lambda: L.Conv2DTranspose(3, 3, strides=2),
+                  ((2, 4, 4, 2),)),
+        LayerCase("DepthwiseConv2D", lambda: L.DepthwiseConv2D(3, depth_multiplier=2),
+                  ((2, 6, 6, 3),)),
+        LayerCase("SeparableConv2D", lambda: L.SeparableConv2D(4, 3), ((2, 6, 6, 3),)),
+        LayerCase("MaxPooling1D", lambda: L.MaxPooling1D(2), ((2, 6, 3),)),
+        LayerCase("MaxPooling2D", lambda: L.MaxPooling2D(2), ((2, 6, 6, 3),)),
+        LayerCase("AveragePooling1D", lambda: L.AveragePooling1D(2), ((2, 6, 3),)),
+        LayerCase("AveragePooling2D", lambda: L.AveragePooling2D(2), ((2, 6, 6, 3),)),
+        LayerCase("GlobalAveragePooling1D", lambda: L.GlobalAveragePooling1D(), ((2, 6, 3),)),
+        LayerCase("GlobalAveragePooling2D", lambda: L.GlobalAveragePooling2D(),
+                  ((2, 5, 5, 3),)),
+        LayerCase("GlobalMaxPooling1D", lambda: L.GlobalMaxPooling1D(), ((2, 6, 3),)),
+        LayerCase("GlobalMaxPooling2D", lambda: L.GlobalMaxPooling2D(), ((2, 5, 5, 3),)),
+        LayerCase("ZeroPadding2D", lambda: L.ZeroPadding2D(1), ((2, 4, 4, 3),)),
+        LayerCase("UpSampling2D", lambda: L.UpSampling2D(2), ((2, 3, 3, 2),)),
+        LayerCase("BatchNormalization", lambda: L.BatchNormalization(), ((6, 5),),
+                  kwargs={"training": True}, formula=F.batch_norm_training),
+        LayerCase("BatchNormalization[inference]", lambda: L.BatchNormalization(), ((6, 5),),
+                  kwargs={"training": False}, formula=F.batch_norm_inference),
+        LayerCase("LayerNormalization", lambda: L.LayerNormalization(), ((3, 6),)),
+        LayerCase("Embedding", lambda: L.Embedding(10, 4), ((3, 5),), int_input=10),
+        LayerCase("SimpleRNN", lambda: L.SimpleRNN(4, return_sequences=True), ((2, 5, 3),)),
+        LayerCase("LSTM", lambda: L.LSTM(4, return_sequences=True), ((2, 5, 3),),
+                  formula=F.lstm_layer),
+        LayerCase("GRU", lambda: L.GRU(4, return_sequences=True), ((2, 5, 3),),
+                  formula=F.gru_layer),
+        LayerCase("Bidirectional", lambda: L.Bidirectional(L.LSTM(3)), ((2, 4, 3),)),
+        LayerCase("MultiHeadAttention", lambda: L.MultiHeadAttention(2, 3), ((2, 4, 5),
+                                                                              (2, 6, 5)),
+                  formula=F.mha_layer),
+        LayerCase("MultiHeadAttention[causal]", lambda: L.MultiHeadAttention(2, 3),
+                  ((2, 4, 5), (2, 4, 5)), kwargs={"use_causal_mask": True},
+                  formula=F.mha_layer_causal),
+        LayerCase("Add", lambda: L.Add(), ((3, 4), (3, 4)), kwargs={"_list": True}),
+        LayerCase("Multiply", lambda: L.Multiply(), ((3, 4), (3, 4)), kwargs={"_list": True}),
+        LayerCase("Concatenate", lambda: L.Concatenate(), ((3, 4), (3, 2)),
+                  kwargs={"_list": True}),
+    ]
+
+
+_CACHE: dict = {}
+
+
+def all_layer_cases() -> list[LayerCase]:
+    if "cases" not in _CACHE:
+        _CACHE["cases"] = {c.name: c for c in _cases()}
+    return list(_CACHE["cases"].values())
+
+
+LAYER_CASES = property(all_layer_cases)
+
+
+def layer_cases(backend: str, device: str, dtypes) -> list[Case]:
+    try:
+        cases = all_layer_cases()
+    except (ImportError, AttributeError):
+        return []
+    return [Case("layer", backend, device, dt, c.name) for c in cases for dt in dtypes
+            if dt in LAYER_DTYPES]
+
+
+def _inputs(lc: LayerCase, rng):
+    if lc.int_input:
+        return [rng.integers(0, lc.int_input, size=s) for s in lc.inputs]
+    return [rng.uniform(lc.low, lc.high, size=s) for s in lc.inputs]
+
+
+def _call(layer, lc: LayerCase, xs):
+    kwargs = {k: v for k, v in lc.kwargs.items() if k != "_list"}
+    if lc.kwargs.get("_list"):
+        return layer(list(xs), **kwargs)
+    return layer(*xs, **kwargs)
+
+
+def _run_side(lc: LayerCase, backend, device, dtype, xs_np, weights, cts_np, seed):
+    """Build the layer on ``backend`` in ``dtype``; return (output, grads w.r.t. inputs and
+    weights, weights as numpy)."""
+    with unidl.use_backend(backend), unidl.device(device), np.errstate(all="ignore"):
+        unidl.random.set_seed(seed)
+        layer = lc.make()
+        layer.dtype = dtype
+        xs = [ops.convert_to_tensor(x if lc.int_input else x, None if lc.int_input else dtype)
+              for x in xs_np]
+        out = _call(layer, lc, xs)
+        if weights is not None:
+            layer.set_weights(weights)
+        w_np = layer.get_weights()
+        variables = layer.trainable_weights
+        float_inputs = [] if lc.int_input else xs
+
+        def f(inputs, wvars):
+            y = _call(layer, lc, inputs if float_inputs else xs)
+            return y
+
+        if lc.grad:
+            outs, vjp_fn = unidl.vjp(f, float_inputs, variables)
+            gx, gw = vjp_fn(ops.convert_to_tensor(cts_np, dtype))
+            grads = [ops.to_numpy(g) for g in list(gx) + list(gw)]
+        else:
+            outs, grads = f(float_inputs, variables), []
+        return ops.to_numpy(outs), grads, w_np, out
+
+
+def run_layer(case: Case) -> Result:
+    lc = {c.name: c for c in all_layer_cases()}[case.target]
+    seed = case_seed("layer", case.target)
+    rng = np.random.default_rng(seed)
+    xs_np = _inputs(lc, rng)
+    rtol, atol = tolerance(case.dtype, "contraction")
+    grtol, gatol = GRAD_TOLERANCES[case.dtype]
+    result = Result(case, "pass", seed=seed, rtol=rtol, atol=atol)
+    try:
+        # shape of the output, for the cotangent (numpy, float64)
+        y64, _, w64, _ = _run_side(lc, "numpy", "cpu", "float64", xs_np, None, None, seed) \
+            if not lc.grad else (None, None, None, None)
+        if lc.grad:
+            with unidl.use_backend("numpy"):
+                unidl.random.set_seed(seed)
+                probe = lc.make()
+                probe.dtype = "float64"
+                shape = ops.shape(_call(probe, lc, [ops.convert_to_tensor(
+                    x, None if lc.int_input else "float64") for x in xs_np]))
+            cts = rng.standard_normal(shape)
+            y, g, w, _ = _run_side(lc, case.backend, case.device, case.dtype, xs_np, None,
+                                   cts.astype(case.dtype), seed)
+            xs_ref = xs_np if lc.int_input else [np.asarray(x, case.dtype).astype(np.float64)
+                                                 for x in xs_np]
+            y64, g64, _, _ = _run_side(lc, "numpy", "cpu", "float64", xs_ref,
+                                       [np.asarray(a, np.float64) for a in w],
+                                       cts.astype(case.dtype).astype(np.float64), seed)
+        else:
+            y, g, w, _ = _run_side(lc, case.backend, case.device, case.dtype, xs_np, None,
+                                   None, seed)
+            g64 = []
+    except Exception as exc:
+        result.status = "fail"
+        result.message = f"{case.target}: raised {type(exc).__name__}: {exc}"
+        return result
+    if lc.name == "Dropout":  # inference: identity; training masks are backend RNG
+        pass
+    cmp = compare(y, y64, rtol, atol)
+    result.ratio, result.max_abs, result.max_rel = cmp.ratio, cmp.max_abs, cmp.max_rel
+    if not cmp.ok:
+        result.status = "fail"
+        result.message = f"{case.target}: forward differs from NumPy float64: {cmp.message}"
+        return result
+    for k, (a, b) in enumerate(zip(g, g64)):
+        cmp = compare(a, b, grtol, gatol)
+        result.ratio = max(result.ratio, cmp.ratio)
+        if not cmp.ok:
+            result.status = "fail"
+            what = "input" if k < len(lc.inputs) and not lc.int_input else "weight"
+            result.message = (f"{case.target}: gradient #{k} ({what}) differs from NumPy "
+                              f"float64: {cmp.message}")
+            return result
+    if lc.formula is not None and case.backend == "numpy" and case.dtype == "float64":
+        expected = lc.formula([np.asarray(a, np.float64) for a in w], xs_np, lc.kwargs)
+        cmp = compare(y64, expected, 1e-9, 1e-9)
+        if not cmp.ok:
+            result.status = "fail"
+            result.message = (f"{case.target}: NumPy float64 forward differs from the "
+                              f"independent formula: {cmp.message}")
+    return result
