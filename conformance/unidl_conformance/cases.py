@@ -80,6 +80,11 @@ def known_failures(backend: str) -> list[KnownFailure]:
     return out
 
 
+def strict(case: Case):
+    """The backend's strict-numerics context (TF32 and similar modes off) for ``case``."""
+    return get_backend(case.backend).strict_numerics()
+
+
 def lookup_known(case: Case):
     return match_known(known_failures(case.backend), case.check, case.target, case.dtype,
                        case.device)

@@ -61,12 +61,13 @@ def case_params(check: str):
 
 def check_result(case, runner):
     """Run ``case`` with ``runner`` and turn its Result into a pytest outcome."""
-    from unidl_conformance.cases import lookup_known
+    from unidl_conformance.cases import lookup_known, strict
 
     known = lookup_known(case)
     if known is not None and not known.run:
         pytest.xfail(f"known failure: {known.reason}")
-    result = runner(case)
+    with strict(case):
+        result = runner(case)
     if known is not None:
         if result.status != "pass":
             pytest.xfail(f"known failure: {known.reason} ({result.message})")

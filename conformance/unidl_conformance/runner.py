@@ -14,6 +14,7 @@ from unidl_conformance.cases import (
     backend_devices,
     lookup_known,
     selected_backends,
+    strict,
 )
 from unidl_conformance.registry import CHECKS, cases_for, runner_for
 
@@ -115,7 +116,8 @@ def run_cases(cases: list[Case], fail_fast: bool = False, progress: bool = True)
             result = Result(case, "known", reason=known.reason)
         else:
             try:
-                result = runner_for(case.check)(case)
+                with strict(case):
+                    result = runner_for(case.check)(case)
             except Exception as exc:  # a crash in one case must not end the run
                 result = Result(case, "error", message=f"{type(exc).__name__}: {exc}")
             if known is not None:

@@ -7,6 +7,7 @@ into N logical devices (used to test the device dimension on machines without a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -162,6 +163,15 @@ class TensorFlowBackend(Backend):
             storage.assign(value)
             return storage
         return tf.Variable(value, trainable=storage.trainable)
+
+    @contextlib.contextmanager
+    def strict_numerics(self):
+        was = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        try:
+            yield
+        finally:
+            tf.config.experimental.enable_tensor_float_32_execution(was)
 
     def compile_function(self, fn, jit=False):
         return tf.function(fn, jit_compile=bool(jit), reduce_retracing=True)

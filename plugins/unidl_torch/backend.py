@@ -149,6 +149,20 @@ class TorchBackend(Backend):
     def compile_function(self, fn, jit=False):
         return torch.compile(fn) if jit else fn
 
+    @contextlib.contextmanager
+    def strict_numerics(self):
+        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        precision = torch.get_float32_matmul_precision()
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = matmul
+            torch.backends.cudnn.allow_tf32 = cudnn
+            torch.set_float32_matmul_precision(precision)
+
     def synchronize(self):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
