@@ -13,7 +13,7 @@ from unidl.tolerances import tolerance
 from unidl_conformance.cases import Case, Result, case_seed
 from unidl_conformance.compare import compare
 
-__all__ = ["forward_cases", "run_forward", "make_inputs"]
+__all__ = ["forward_cases", "run_forward", "make_inputs", "call_op"]
 
 
 def forward_cases(backend: str, device: str, dtypes, pattern=None) -> list[Case]:
@@ -59,6 +59,14 @@ def _f64(a):
     return a
 
 
+def call_op(spec, args):
+    """Call op ``spec`` with canonical ``args`` (a varargs parameter arrives as one tuple)."""
+    op = getattr(ops, spec.name)
+    if spec.varargs:
+        return op(*args[:-1], *args[-1])
+    return op(*args)
+
+
 def _flatten(out):
     if isinstance(out, (list, tuple)):
         return list(out)
@@ -76,7 +84,7 @@ def run_forward(case: Case) -> Result:
             label = f"{case.target}[{sample.name}]"
             try:
                 args = make_inputs(spec, sample, case.dtype)
-                got = _flatten(getattr(ops, spec.name)(*args))
+                got = _flatten(call_op(spec, args))
             except Exception as exc:
                 result.status = "fail"
                 result.message = f"{label}: raised {type(exc).__name__}: {exc}"

@@ -23,7 +23,7 @@ from unidl.spec import all_specs, get_spec
 from unidl.tolerances import GRAD_TOLERANCES
 from unidl_conformance.cases import Case, Result, case_seed
 from unidl_conformance.compare import compare
-from unidl_conformance.forward import make_inputs
+from unidl_conformance.forward import call_op, make_inputs
 
 __all__ = ["grad_cases", "run_grad", "GRAD_DTYPES", "FD_EPS"]
 
@@ -64,7 +64,6 @@ def _slots(spec, args, sample):
 
 
 def _function(spec, args, slots):
-    op = getattr(ops, spec.name)
 
     def f(*diff):
         full = list(args)
@@ -75,7 +74,7 @@ def _function(spec, args, slots):
                 seq = list(full[i])
                 seq[j] = d
                 full[i] = seq
-        out = op(*full)
+        out = call_op(spec, full)
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         return [o for o in outs if _dt.is_float(ops.dtype(o))]
 

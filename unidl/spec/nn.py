@@ -1,1 +1,578 @@
-"""nn ops (being filled in)."""
+"""Neural-network ops: activations, softmax, normalization, dropout.
+
+Activations are composites written from other unidl ops; every bundled backend also gives a
+fused kernel (``torch.nn.functional``, ``tf.nn``), and each op has an explicit gradient rule
+so the NumPy engine uses the fast kernel too. Integer inputs are cast to the default float.
+
+Definitions (Keras 3 where the frameworks differ):
+
+* ``gelu(x, approximate=True)``: the tanh approximation by default, as in Keras;
+  ``approximate=False`` is the exact ``x * Phi(x)`` (with ``erf``).
+* ``hard_sigmoid(x) = relu6(x + 3) / 6`` (Keras 3, PyTorch ``hardsigmoid``).
+* ``leaky_relu`` slope 0.2 by default (Keras); ``softplus`` is computed stably.
+* ``softmax`` / ``log_softmax`` subtract the maximum first: logits of ``1e4`` or ``-inf`` are
+  fine (a slice that is all ``-inf`` gives NaN, as everywhere).
+* ``batch_norm`` is the inference form: ``(x - mean) / sqrt(variance + epsilon) * scale +
+  offset`` with the statistics given for the channel axis ``axis``; 1-D ``mean``, ``variance``,
+  ``offset``, ``scale`` lie along that axis, full-rank ones broadcast as they are.
+* ``layer_norm`` normalizes over ``axis`` (int or tuple) with the biased variance; ``gamma`` and
+  ``beta`` have the shape of the normalized axes (in axis order), or broadcast at full rank.
+* ``dropout(x, rate, seed, training)``: with an int ``seed`` the mask is *portable*, made on
+  the host by ``np.random.default_rng(seed).random(x.shape) >= rate``, and kept values are
+  ``x * (1 / (1 - rate))`` (the factor rounded to ``x``'s dtype), so every backend returns the
+  same tensor. With ``seed=None`` each backend uses its own fast random generator.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from unidl import dtypes as _dt
+from unidl import ops
+from unidl.spec import samples as S
+from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
+from unidl.spec.rules import normalize_axes, normalize_axis, same_shape
+
+__all__ = ["SELU_ALPHA", "SELU_SCALE", "dropout_mask", "check_rate", "norm_axes",
+           "param_broadcast_shape"]
+
+FLOATS = _dt.FLOAT_DTYPES
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_K = 0.044715
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _shape(x) -> tuple:
+    return tuple(ops.shape(x))
+
+
+def _where_pos(x, a, b):
+    """``a`` where ``x > 0``, else ``b``."""
+    return ops.where(ops.greater(x, 0.0), a, b)
+
+
+def _np_sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+_np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _act_samples(low=-5.0, high=5.0, params=()):
+    """Unary samples plus one sample per extra parameter tuple."""
+    base = S.unary(low, high)
+
+    def gen(dtype, rng):
+        out = base(dtype, rng)
+        for p in params:
+            out.append(Sample((S.rand(rng, (3, 4), dtype, low, high), *p), name=f"params{p}"))
+        return out
+
+    return gen
+
+
+def _act(name, signature="x", *, impl, reference, grad, samples=None, onnx=None, doc=""):
+    defop(name, signature, kind=COMPOSITE, impl=impl, float_inputs=True, shape_rule=same_shape,
+          reference=reference, grad=grad, samples=samples or _act_samples(), dtypes=FLOATS,
+          tol="elementwise", export={"onnx": onnx} if onnx else {}, doc=doc)
+
+
+# ---- activations --------------------------------------------------------------------------
+_act("relu", impl=lambda x: ops.maximum(x, 0.0), reference=lambda x: np.maximum(x, 0.0),
+     grad=lambda g, out, x: (_where_pos(x, g, 0.0),), onnx="Relu",
+     doc="Rectified linear unit, ``max(x, 0)``.")
+
+
+def _relu6_grad(g, out, x):
+    return (_where_pos(x, ops.where(ops.less(x, 6.0), g, 0.0), 0.0),)
+
+
+_act("relu6", impl=lambda x: ops.minimum(ops.maximum(x, 0.0), 6.0),
+     reference=lambda x: np.minimum(np.maximum(x, 0.0), 6.0), grad=_relu6_grad,
+     samples=_act_samples(-9.0, 9.0), doc="``min(max(x, 0), 6)``.")
+
+_act("leaky_relu", "x, negative_slope=0.2",
+     impl=lambda x, s: _where_pos(x, x, ops.multiply(x, s)),
+     reference=lambda x, s=0.2: np.where(x > 0, x, x * s),
+     grad=lambda g, out, x, s: (_where_pos(x, g, ops.multiply(g, s)),),
+     samples=_act_samples(params=[(0.01,), (0.5,)]), onnx="LeakyRelu",
+     doc="``x`` where positive, ``negative_slope * x`` elsewhere (Keras default 0.2).")
+
+_act("elu", "x, alpha=1.0",
+     impl=lambda x, a: _where_pos(x, x, ops.multiply(ops.expm1(x), a)),
+     reference=lambda x, a=1.0: np.where(x > 0, x, a * np.expm1(x)),
+     grad=lambda g, out, x, a: (_where_pos(x, g, ops.multiply(g, ops.add(out, a))),),
+     samples=_act_samples(params=[(0.5,), (2.0,)]), onnx="Elu",
+     doc="Exponential linear unit: ``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere.")
+
+_act("selu",
+     impl=lambda x: ops.multiply(_where_pos(x, x, ops.multiply(ops.expm1(x), SELU_ALPHA)),
+                                 SELU_SCALE),
+     reference=lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)),
+     grad=lambda g, out, x: (_where_pos(x, ops.multiply(g, SELU_SCALE),
+                                        ops.multiply(g, ops.add(out,
+                                                                SELU_SCALE * SELU_ALPHA))),),
+     onnx="Selu", doc="Scaled ELU with the self-normalizing constants of Klambauer et al.")
+
+
+def _gelu_impl(x, approximate=True):
+    if approximate:
+        u = ops.multiply(ops.add(x, ops.multiply(ops.multiply(ops.multiply(x, x), x), _GELU_K)),
+                         _GELU_C)
+        return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.tanh(u), 1.0))
+    return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.erf(ops.multiply(x, _INV_SQRT2)), 1.0))
+
+
+def _gelu_reference(x, approximate=True):
+    if approximate:
+        return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + _GELU_K * x ** 3)))
+    return 0.5 * x * (1.0 + _np_erf(x * _INV_SQRT2))
+
+
+def _gelu_grad(g, out, x, approximate=True):
+    if approximate:
+        x2 = ops.multiply(x, x)
+        t = ops.tanh(ops.multiply(ops.add(x, ops.multiply(ops.multiply(x2, x), _GELU_K)),
+                                  _GELU_C))
+        # d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 k x^2)
+        du = ops.multiply(ops.add(ops.multiply(x2, 3.0 * _GELU_K), 1.0), _GELU_C)
+        d = ops.add(ops.multiply(ops.add(t, 1.0), 0.5),
+                    ops.multiply(ops.multiply(ops.multiply(x, 0.5),
+                                              ops.subtract(1.0, ops.multiply(t, t))), du))
+    else:
+        # d/dx = Phi(x) + x phi(x)
+        cdf = ops.multiply(ops.add(ops.erf(ops.multiply(x, _INV_SQRT2)), 1.0), 0.5)
+        pdf = ops.multiply(ops.exp(ops.multiply(ops.multiply(x, x), -0.5)), _INV_SQRT_2PI)
+        d = ops.add(cdf, ops.multiply(x, pdf))
+    return (ops.multiply(g, d),)
+
+
+_act("gelu", "x, approximate=True", impl=_gelu_impl, reference=_gelu_reference,
+     grad=_gelu_grad, samples=_act_samples(params=[(False,), (True,)]),
+     doc="""Gaussian error linear unit.
+
+     ``approximate=True`` (the default, as in Keras) is the tanh form
+     ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``; ``approximate=False`` the exact
+     ``0.5 x (1 + erf(x / sqrt(2)))``.""")
+
+
+def _sigmoid_impl(x):
+    return ops.divide(1.0, ops.add(ops.exp(ops.negative(x)), 1.0))
+
+
+_act("sigmoid", impl=_sigmoid_impl, reference=_np_sigmoid,
+     grad=lambda g, out, x: (ops.multiply(g, ops.multiply(out, ops.subtract(1.0, out))),),
+     samples=_act_samples(-8.0, 8.0, params=[]), onnx="Sigmoid",
+     doc="Logistic sigmoid ``1 / (1 + exp(-x))``.")
+
+
+def _hard_sigmoid_grad(g, out, x):
+    inside = ops.where(ops.less(x, 3.0), ops.multiply(g, 1.0 / 6.0), 0.0)
+    return (ops.where(ops.greater(x, -3.0), inside, 0.0),)
+
+
+_act("hard_sigmoid",
+     impl=lambda x: ops.multiply(ops.minimum(ops.maximum(ops.add(x, 3.0), 0.0), 6.0), 1.0 / 6.0),
+     reference=lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0, grad=_hard_sigmoid_grad,
+     samples=_act_samples(-5.0, 5.0), doc="``relu6(x + 3) / 6`` (Keras 3 definition).")
+
+
+def _softplus_impl(x):
+    return ops.add(ops.log1p(ops.exp(ops.negative(ops.abs(x)))), ops.maximum(x, 0.0))
+
+
+_act("softplus", impl=_softplus_impl, reference=lambda x: np.logaddexp(0.0, x),
+     grad=lambda g, out, x: (ops.multiply(g, ops.sigmoid(x)),),
+     samples=_act_samples(-30.0, 30.0), onnx="Softplus",
+     doc="``log(1 + exp(x))``, computed stably for large ``|x|``.")
+
+
+def _silu_grad(g, out, x):
+    s = ops.sigmoid(x)
+    return (ops.multiply(g, ops.multiply(s, ops.add(ops.multiply(x, ops.subtract(1.0, s)),
+                                                    1.0))),)
+
+
+_act("silu", impl=lambda x: ops.multiply(x, ops.sigmoid(x)),
+     reference=lambda x: x * _np_sigmoid(x), grad=_silu_grad,
+     doc="Sigmoid linear unit (swish), ``x * sigmoid(x)``.")
+
+
+# ---- softmax ------------------------------------------------------------------------------
+def _axis_rule(x, axis=-1, *rest):
+    normalize_axis(axis, len(x))
+    return tuple(x)
+
+
+def _softmax_impl(x, axis=-1):
+    e = ops.exp(ops.subtract(x, ops.stop_gradient(ops.max(x, axis, True))))
+    return ops.divide(e, ops.sum(e, axis, True))
+
+
+def _log_softmax_impl(x, axis=-1):
+    z = ops.subtract(x, ops.stop_gradient(ops.max(x, axis, True)))
+    return ops.subtract(z, ops.log(ops.sum(ops.exp(z), axis, True)))
+
+
+def _np_softmax(x, axis=-1):
+    if x.size == 0:
+        return x.copy()
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _np_log_softmax(x, axis=-1):
+    if x.size == 0:
+        return x.copy()
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def _softmax_grad(g, out, x, axis=-1):
+    return (ops.multiply(out, ops.subtract(g, ops.sum(ops.multiply(g, out), axis, True))),)
+
+
+def _log_softmax_grad(g, out, x, axis=-1):
+    return (ops.subtract(g, ops.multiply(ops.exp(out), ops.sum(g, axis, True))),)
+
+
+def _softmax_samples(dtype, rng):
+    def r(shape, low=-5.0, high=5.0):
+        return S.rand(rng, shape, dtype, low, high)
+
+    return [
+        Sample((r((3, 4)), -1), name="(3,4),axis=-1"),
+        Sample((r((3, 4)), 0), name="(3,4),axis=0"),
+        Sample((r((2, 3, 5)), 1), name="(2,3,5),axis=1"),
+        Sample((r((2, 3, 5)), -2), name="(2,3,5),axis=-2"),
+        Sample((r((5,)), 0), name="(5,)"),
+        Sample((np.array([[1e4, 0.0, -1e4], [1e4, 1e4 - 1.0, 0.0], [-1e4, -1e4, -1e4 + 2.0]]),
+                -1), name="large_logits"),
+        Sample((np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, -np.inf]]), -1), name="-inf",
+               grad=False, nan_ok=True),
+        Sample((np.array([[np.nan, 0.0, 1.0], [1.0, 2.0, 3.0]]), -1), name="nan", grad=False,
+               nan_ok=True),
+        Sample((r((0, 3)), -1), name="empty_rows", grad=False),
+        Sample((r((3, 0)), -1), name="empty_axis", grad=False),
+    ]
+
+
+defop("softmax", "x, axis=-1", kind=COMPOSITE, impl=_softmax_impl, float_inputs=True,
+      shape_rule=_axis_rule, reference=_np_softmax, grad=_softmax_grad,
+      samples=_softmax_samples, dtypes=FLOATS, tol="reduction", export={"onnx": "Softmax"},
+      doc="``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits.")
+
+defop("log_softmax", "x, axis=-1", kind=COMPOSITE, impl=_log_softmax_impl, float_inputs=True,
+      shape_rule=_axis_rule, reference=_np_log_softmax, grad=_log_softmax_grad,
+      samples=_softmax_samples, dtypes=FLOATS, tol="reduction",
+      export={"onnx": "LogSoftmax"},
+      doc="``x - logsumexp(x)`` along ``axis``, stable for large logits.")
+
+
+# ---- normalization ------------------------------------------------------------------------
+def param_broadcast_shape(param_shape, x_shape, axes) -> tuple | None:
+    """Shape to reshape a normalization parameter to so that it broadcasts against ``x``.
+
+    A parameter with one dimension per axis in ``axes`` (sorted) is laid along those axes;
+    one of ``x``'s rank is used as it is (``None`` is returned: no reshape needed).
+    """
+    param_shape, x_shape = tuple(param_shape), tuple(x_shape)
+    if len(param_shape) == len(x_shape):
+        return None
+    if len(param_shape) != len(axes):
+        raise ShapeMismatch(f"expected a parameter of shape {tuple(x_shape[a] for a in axes)} "
+                            f"(or of rank {len(x_shape)}), got {param_shape}")
+    out = [1] * len(x_shape)
+    for a, d in zip(axes, param_shape):
+        out[a] = d
+    return tuple(out)
+
+
+def _check_params(x, axes, **params):
+    want = tuple(x[a] for a in axes)
+    for name, p in params.items():
+        if p is None:
+            continue
+        p = tuple(p)
+        if len(p) == len(x):
+            ok = all(d in (1, xd) for d, xd in zip(p, x))
+        else:
+            ok = p == want
+        if not ok:
+            raise ShapeMismatch(f"expected {name} of shape {want} (or broadcastable at rank "
+                                f"{len(x)}), got {p} for x of shape {tuple(x)}")
+
+
+def _batch_norm_shape(x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
+    axes = (normalize_axis(axis, len(x)),) if len(x) else ()
+    _check_params(tuple(x), axes, mean=mean, variance=variance, offset=offset, scale=scale)
+    return tuple(x)
+
+
+def _bparam(p, x_shape, axes):
+    if p is None:
+        return None
+    shp = param_broadcast_shape(_shape(p), x_shape, axes)
+    return p if shp is None else ops.reshape(p, shp)
+
+
+def _batch_norm_impl(x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
+    xs = _shape(x)
+    axes = (normalize_axis(axis, len(xs)),)
+    inv = ops.divide(1.0, ops.sqrt(ops.add(_bparam(variance, xs, axes), epsilon)))
+    if scale is not None:
+        inv = ops.multiply(inv, _bparam(scale, xs, axes))
+    y = ops.multiply(ops.subtract(x, _bparam(mean, xs, axes)), inv)
+    if offset is not None:
+        y = ops.add(y, _bparam(offset, xs, axes))
+    return y
+
+
+def _reduce_to_param(t, p, x_shape, axes):
+    """Sum a full-shape gradient ``t`` back to parameter ``p``'s layout along ``axes``."""
+    if p is None:
+        return None
+    if len(_shape(p)) == len(x_shape):
+        return t  # same rank: the engine sums broadcast dimensions back
+    others = tuple(i for i in range(len(x_shape)) if i not in axes)
+    return ops.sum(t, others, False) if others else t
+
+
+def _batch_norm_grad(g, out, x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
+    xs = _shape(x)
+    axes = (normalize_axis(axis, len(xs)),)
+    inv = ops.divide(1.0, ops.sqrt(ops.add(_bparam(variance, xs, axes), epsilon)))
+    sc = _bparam(scale, xs, axes)
+    xc = ops.subtract(x, _bparam(mean, xs, axes))
+    gs = g if sc is None else ops.multiply(g, sc)  # gradient of the normalized value
+    gx = ops.multiply(gs, inv)
+    gvar = ops.multiply(ops.multiply(gs, xc), ops.multiply(ops.multiply(ops.multiply(inv, inv),
+                                                                        inv), -0.5))
+    return (gx,
+            _reduce_to_param(ops.negative(gx), mean, xs, axes),
+            _reduce_to_param(gvar, variance, xs, axes),
+            _reduce_to_param(g, offset, xs, axes),
+            _reduce_to_param(ops.multiply(g, ops.multiply(xc, inv)), scale, xs, axes))
+
+
+def _np_batch_norm(x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
+    axes = (axis % x.ndim,)
+
+    def b(p):
+        shp = param_broadcast_shape(p.shape, x.shape, axes)
+        return p if shp is None else p.reshape(shp)
+
+    y = (x - b(mean)) / np.sqrt(b(variance) + epsilon)
+    if scale is not None:
+        y = y * b(scale)
+    if offset is not None:
+        y = y + b(offset)
+    return y
+
+
+def _batch_norm_samples(dtype, rng):
+    def r(shape, low=-3.0, high=3.0):
+        return S.rand(rng, shape, dtype, low, high)
+
+    def stats(c):
+        return r((c,)), r((c,), 0.2, 2.0), r((c,)), r((c,), 0.5, 2.0)
+
+    m, v, o, s = stats(3)
+    m4, v4, o4, s4 = stats(4)
+    return [
+        Sample((r((5, 3)), m, v, o, s, 1e-3, -1), name="(5,3),axis=-1"),
+        Sample((r((2, 3, 4, 2)), m, v, o, s, 1e-3, 1), name="(2,3,4,2),axis=1"),
+        Sample((r((2, 5, 4)), m4, v4, None, None, 1e-3, -1), name="no_offset_scale"),
+        Sample((r((2, 4)), m4, v4, o4, None, 0.1, 1), name="offset_only,eps=0.1"),
+        Sample((r((2, 5, 4)), m4.reshape(1, 1, 4), v4.reshape(1, 1, 4), o4, s4, 1e-3, -1),
+               name="full_rank_stats"),
+        Sample((r((0, 3)), m, v, o, s, 1e-3, -1), name="empty_batch", grad=False),
+    ]
+
+
+defop("batch_norm", "x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1",
+      kind=COMPOSITE, impl=_batch_norm_impl, tensors="x, mean, variance, offset, scale",
+      float_inputs=True, shape_rule=_batch_norm_shape, reference=_np_batch_norm,
+      grad=_batch_norm_grad, samples=_batch_norm_samples, dtypes=FLOATS, tol="elementwise",
+      export={"onnx": "BatchNormalization"},
+      doc="""Batch normalization with given statistics (the inference form).
+
+      ``(x - mean) / sqrt(variance + epsilon) * scale + offset``, the statistics laid along
+      the channel axis ``axis`` (-1: channels-last). ``offset`` and ``scale`` are optional.""")
+
+
+def norm_axes(axis, ndim: int) -> tuple[int, ...]:
+    """``layer_norm``'s ``axis`` (int or sequence) as sorted non-negative axes."""
+    if axis is None:
+        raise ShapeMismatch("expected an int or a tuple of ints for axis, got None")
+    return normalize_axes(axis, ndim)
+
+
+def _layer_norm_shape(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
+    axes = norm_axes(axis, len(x))
+    _check_params(tuple(x), axes, gamma=gamma, beta=beta)
+    return tuple(x)
+
+
+def _group_size(x_shape, axes) -> int:
+    return int(np.prod([x_shape[a] for a in axes], dtype=np.int64))
+
+
+def _layer_norm_stats(x, axes):
+    n = float(max(_group_size(_shape(x), axes), 1))
+    mu = ops.multiply(ops.sum(x, axes, True), 1.0 / n)
+    xc = ops.subtract(x, mu)
+    var = ops.multiply(ops.sum(ops.multiply(xc, xc), axes, True), 1.0 / n)
+    return xc, var, n
+
+
+def _layer_norm_impl(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
+    xs = _shape(x)
+    axes = norm_axes(axis, len(xs))
+    xc, var, _ = _layer_norm_stats(x, axes)
+    y = ops.multiply(xc, ops.divide(1.0, ops.sqrt(ops.add(var, epsilon))))
+    if gamma is not None:
+        y = ops.multiply(y, _bparam(gamma, xs, axes))
+    if beta is not None:
+        y = ops.add(y, _bparam(beta, xs, axes))
+    return y
+
+
+def _layer_norm_grad(g, out, x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
+    xs = _shape(x)
+    axes = norm_axes(axis, len(xs))
+    xc, var, n = _layer_norm_stats(x, axes)
+    inv = ops.divide(1.0, ops.sqrt(ops.add(var, epsilon)))
+    xhat = ops.multiply(xc, inv)
+    gh = g if gamma is None else ops.multiply(g, _bparam(gamma, xs, axes))
+
+    def mean(t):
+        return ops.multiply(ops.sum(t, axes, True), 1.0 / n)
+
+    gx = ops.multiply(inv, ops.subtract(ops.subtract(gh, mean(gh)),
+                                        ops.multiply(xhat, mean(ops.multiply(gh, xhat)))))
+    others = tuple(i for i in range(len(xs)) if i not in axes)
+
+    def reduce(t, p):
+        if p is None:
+            return None
+        if len(_shape(p)) == len(xs) or not others:
+            return t
+        return ops.sum(t, others, False)
+
+    return gx, reduce(ops.multiply(g, xhat), gamma), reduce(g, beta)
+
+
+def _np_layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
+    axes = norm_axes(axis, x.ndim)
+    mu = np.mean(x, axis=axes, keepdims=True)
+    var = np.mean((x - mu) ** 2, axis=axes, keepdims=True)
+    y = (x - mu) / np.sqrt(var + epsilon)
+
+    def b(p):
+        shp = param_broadcast_shape(p.shape, x.shape, axes)
+        return p if shp is None else p.reshape(shp)
+
+    if gamma is not None:
+        y = y * b(gamma)
+    if beta is not None:
+        y = y + b(beta)
+    return y
+
+
+def _layer_norm_samples(dtype, rng):
+    def r(shape, low=-3.0, high=3.0):
+        return S.rand(rng, shape, dtype, low, high)
+
+    return [
+        Sample((r((4, 5)), r((5,)), r((5,)), -1, 1e-3), name="(4,5),axis=-1"),
+        Sample((r((2, 3, 4)), r((3, 4)), r((3, 4)), (-2, -1), 1e-3), name="axis=(-2,-1)"),
+        Sample((r((2, 3, 4)), r((3,)), r((3,)), 1, 1e-3), name="axis=1"),
+        Sample((r((2, 3, 4)), r((2, 4)), None, (0, 2), 1e-5), name="axis=(0,2),no_beta"),
+        Sample((r((3, 6)), None, None, -1, 1e-3), name="no_params"),
+        Sample((r((2, 3, 4)), r((1, 1, 4)), r((1, 1, 4)), -1, 1e-3), name="full_rank_params"),
+        Sample((r((0, 4)), r((4,)), r((4,)), -1, 1e-3), name="empty_batch", grad=False),
+    ]
+
+
+defop("layer_norm", "x, gamma=None, beta=None, axis=-1, epsilon=1e-3", kind=COMPOSITE,
+      impl=_layer_norm_impl, tensors="x, gamma, beta", float_inputs=True,
+      shape_rule=_layer_norm_shape, reference=_np_layer_norm, grad=_layer_norm_grad,
+      samples=_layer_norm_samples, dtypes=FLOATS, tol="reduction",
+      export={"onnx": "LayerNormalization"},
+      doc="""Layer normalization: statistics (mean, biased variance) over ``axis``.
+
+      ``(x - mean) / sqrt(var + epsilon) * gamma + beta``; ``axis`` is an int or a tuple,
+      ``gamma`` and ``beta`` (optional) have the shape of the normalized axes.""")
+
+
+# ---- dropout ------------------------------------------------------------------------------
+def check_rate(rate) -> float:
+    """``rate`` as a float in ``[0, 1)``; raises ValueError otherwise."""
+    r = float(rate)
+    if not 0.0 <= r < 1.0:
+        raise ValueError(f"expected a dropout rate in [0, 1), got {rate!r}")
+    return r
+
+
+def dropout_mask(shape, rate: float, seed: int) -> np.ndarray:
+    """The portable keep-mask of ``dropout`` (a NumPy bool array of ``shape``)."""
+    return np.asarray(np.random.default_rng(int(seed)).random(tuple(shape)) >= rate)
+
+
+def _dropout_shape(x, rate, seed=None, training=True):
+    try:
+        check_rate(rate)
+    except (TypeError, ValueError) as exc:
+        raise ShapeMismatch(str(exc)) from None
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        raise ShapeMismatch(f"expected an int seed or None, got {type(seed).__name__}")
+    return tuple(x)
+
+
+def _np_dropout(x, rate, seed=None, training=True):
+    if not training or rate == 0:
+        return x
+    mask = dropout_mask(x.shape, rate, seed)
+    return np.where(mask, x / (1.0 - rate), 0.0)
+
+
+def _dropout_grad(g, out, x, rate, seed=None, training=True):
+    r = check_rate(rate)
+    if not training or r == 0.0:
+        return (g,)
+    if seed is not None:
+        mask = ops.convert_to_tensor(dropout_mask(_shape(x), r, seed))
+    else:  # no seed to replay: kept elements are the non-zero outputs
+        mask = ops.not_equal(out, 0.0)
+    return (ops.where(mask, ops.multiply(g, 1.0 / (1.0 - r)), 0.0),)
+
+
+def _dropout_samples(dtype, rng):
+    def r(shape):
+        return S.rand(rng, shape, dtype, -3.0, 3.0, avoid_zero=True)
+
+    return [
+        Sample((r((4, 5)), 0.5, 42, True), name="rate=0.5"),
+        Sample((r((2, 3, 4)), 0.25, 7, True), name="rate=0.25"),
+        Sample((r((3, 4)), 0.0, 1, True), name="rate=0"),
+        Sample((r((3, 4)), 0.5, 3, False), name="inference"),
+        Sample((r(()), 0.3, 5, True), name="scalar"),
+        Sample((r((0, 3)), 0.5, 11, True), name="empty", grad=False),
+    ]
+
+
+defop("dropout", "x, rate, seed=None, training=True", float_inputs=True,
+      shape_rule=_dropout_shape, reference=_np_dropout, grad=_dropout_grad,
+      samples=_dropout_samples, dtypes=FLOATS, tol="elementwise", export={"onnx": "Dropout"},
+      doc="""Zero each element with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
+
+      ``training=False`` or ``rate == 0`` returns ``x``. With an int ``seed`` the mask is
+      ``np.random.default_rng(seed).random(x.shape) >= rate``, made on the host, so every
+      backend gives the same result; with ``seed=None`` the backend's own generator is used.""")

@@ -1,3 +1,34 @@
-"""torch linalg kernels."""
+"""PyTorch linalg kernels."""
 
-KERNELS: dict = {}
+import torch
+
+from unidl.spec.linalg import einsum_expand, tensordot_axes
+
+
+def dot(x, y):
+    nx, ny = x.dim(), y.dim()
+    if nx == 0 or ny == 0:
+        return torch.mul(x, y)
+    if nx <= 2 and ny <= 2:
+        return torch.matmul(x, y)  # np.dot and matmul agree up to 2-D
+    if ny == 1:
+        return torch.tensordot(x, y, dims=([nx - 1], [0]))
+    return torch.tensordot(x, y, dims=([nx - 1], [ny - 2]))
+
+
+def einsum(subscripts, operands):
+    terms, out, _ = einsum_expand(subscripts, tuple(tuple(a.shape) for a in operands))
+    return torch.einsum(",".join(terms) + "->" + out, *operands)
+
+
+def tensordot(x, y, axes=2):
+    ax, ay = tensordot_axes(axes, x.dim(), y.dim())
+    return torch.tensordot(x, y, dims=(list(ax), list(ay)))
+
+
+KERNELS = {
+    "matmul": torch.matmul,
+    "dot": dot,
+    "einsum": einsum,
+    "tensordot": tensordot,
+}
