@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import unidl
+from tests.conftest import BACKENDS, ROOT, run_python
 from unidl import ops
 from unidl.backend import registry
-from tests.conftest import BACKENDS, ROOT, run_python
 
 NATIVE = {"numpy": "np.ndarray", "torch": "torch.Tensor", "tensorflow": "tf.Tensor"}
 IMPORT = {"numpy": "import numpy as np", "torch": "import torch",

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E402
+
 from unidl import random  # noqa: E402  isort: skip
 from unidl import datasets  # noqa: E402  isort: skip
 from unidl.variables import Variable  # noqa: E402  isort: skip

@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -163,7 +163,7 @@ def result_type(*dtypes) -> str:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def numpy_dtype(dtype: str):
     """The NumPy dtype for a unidl dtype (``bfloat16`` needs the ``ml_dtypes`` package)."""
     if dtype == "bfloat16":

@@ -122,13 +122,9 @@ class Loss:
             values = ops.multiply(values, w)
         if self.reduction == "none":
             return values
-        total = ops.sum(values)
         if self.reduction == "sum":
-            return total
-        n = 1
-        for d in ops.shape(values):
-            n *= d
-        return ops.divide(total, float(max(n, 1)))
+            return ops.sum(values)
+        return ops.mean(values)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}

@@ -72,7 +72,7 @@ class Metric:
 def _weighted(values, sample_weight):
     values = ops.cast(values, "float32")
     if sample_weight is None:
-        return ops.sum(values), float(_size(values))
+        return ops.sum(values), ops.sum(ops.ones_like(values))
     w = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
     while len(ops.shape(w)) > len(ops.shape(values)):
         w = ops.squeeze(w, -1)

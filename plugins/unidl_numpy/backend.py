@@ -6,7 +6,6 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl.backend import Backend
-
 from unidl_numpy.kernels import all_kernels
 
 _ND = np.ndarray

@@ -15,9 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from unidl import dtypes as _dt  # noqa: E402
 from unidl.backend import Backend  # noqa: E402
-
 from unidl_tensorflow.kernels import all_kernels  # noqa: E402
 
 DTYPES = {

@@ -10,7 +10,6 @@ import torch
 from unidl import dtypes as _dt
 from unidl.backend import Backend
 from unidl.backend.state import STATE
-
 from unidl_torch.kernels import all_kernels
 
 DTYPES = {

@@ -108,7 +108,10 @@ def vjp(fn, *primals, has_aux=False):
         if has_aux:
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise GradientError("has_aux=True needs the function to return (output, aux)")
-            out, info["aux"] = out
+            out, aux = out
+            # aux is returned as a value: not differentiated (and never a traced value)
+            info["aux"] = tree.map_structure(
+                lambda a: ops.stop_gradient(a) if ops.is_tensor(a) else a, aux)
         out_flat, info["tree"] = tree.flatten(out)
         return [ops.convert_to_tensor(o) if not _traced(o) else o for o in out_flat]
 

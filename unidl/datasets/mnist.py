@@ -35,7 +35,8 @@ def load_idx(path) -> np.ndarray:
     if len(data) != expected:
         raise ValueError(f"{path!r} is truncated or corrupt: {len(data)} bytes, expected "
                          f"{expected} for shape {dims}")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    flat = np.frombuffer(data, dtype=dtype, offset=header)
+    return flat.reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def load_data(directory, prefix: str = "t10k", split: float | None = 0.2, seed: int = 1337):

@@ -75,8 +75,8 @@ def _flatten(x):
     return tree.flatten(x)
 
 
-def _is_symbolic(x) -> bool:
-    leaves, _ = _flatten(x)
+def _is_symbolic(*xs) -> bool:
+    leaves, _ = _flatten(list(xs))
     return any(isinstance(v, SymbolicTensor) for v in leaves)
 
 
@@ -235,6 +235,8 @@ class Layer:
         from unidl.variables import Variable
 
         dtype = _dt.standardize(dtype) if dtype is not None else self.dtype
+        if initializer is None:
+            initializer = "glorot_uniform" if _dt.is_float(dtype) else "zeros"
         init = initializers.get(initializer)
         value = init(tuple(int(d) for d in shape), dtype=dtype)
         var = Variable(value, trainable=trainable, name=f"{self.name}/{name or 'weight'}",
@@ -290,7 +292,7 @@ class Layer:
         self.built = True
 
     def __call__(self, inputs, *args, **kwargs):
-        if _is_symbolic(inputs):
+        if _is_symbolic(inputs, args, kwargs):
             from unidl.models.functional import call_symbolic
 
             return call_symbolic(self, inputs, args, kwargs)

@@ -21,7 +21,8 @@ from unidl.layers.base import LayerError, SymbolicTensor
 __all__ = ["Input", "call_symbolic", "FunctionalGraph"]
 
 _DUMMY_BATCH = 2
-_DUMMY_DIM = 3
+_DUMMY_DIM = 16
+_DUMMY_DIM2 = 19
 
 
 def Input(shape, dtype="float32", name=None, batch_size=None):  # noqa: N802 (Keras name)
@@ -32,50 +33,75 @@ def Input(shape, dtype="float32", name=None, batch_size=None):  # noqa: N802 (Ke
                           name=name or unique_name("input"))
 
 
-def _dummy(sym: SymbolicTensor):
+def _dummy(sym: SymbolicTensor, fill: int = _DUMMY_DIM):
     from unidl import ops
 
-    shape = [(_DUMMY_BATCH if i == 0 else _DUMMY_DIM) if d is None else d
+    shape = [(_DUMMY_BATCH if i == 0 else fill) if d is None else d
              for i, d in enumerate(sym.shape)]
-    if sym.dtype.startswith(("int", "uint")):
-        return ops.zeros(tuple(shape), dtype=sym.dtype)
     return ops.zeros(tuple(shape), dtype=sym.dtype)
+
+
+def _run_dummy(layer, leaves, treedef, fill):
+    concrete = [_dummy(v, fill) if isinstance(v, SymbolicTensor) else v for v in leaves]
+    inputs, args, kwargs = tree.unflatten(treedef, concrete)
+    return layer(inputs, *args, **kwargs)
 
 
 def call_symbolic(layer, inputs, args, kwargs):
     """Record ``layer(inputs, *args, **kwargs)`` on symbolic tensors; return symbolic outputs.
 
-    Output shapes come from running the layer once on small zero tensors of the input shapes
-    (which also builds its weights), with the batch axis mapped back to ``None``.
+    Symbolic tensors may appear in ``inputs`` and in the other arguments. Output shapes come
+    from ``layer.compute_output_shape`` when it gives one, else from running the layer on
+    small zero tensors (which also builds its weights): the batch axis maps back to ``None``,
+    and when other axes are unknown the layer runs twice with two sizes, and every output axis
+    whose size changed is unknown too.
     """
     from unidl import ops
 
-    leaves, treedef = tree.flatten(inputs)
-    concrete = [_dummy(v) if isinstance(v, SymbolicTensor) else v for v in leaves]
-    batch_unknown = any(isinstance(v, SymbolicTensor) and v.shape and v.shape[0] is None
-                        for v in leaves)
-    call_kwargs = dict(kwargs)
+    leaves, treedef = tree.flatten((inputs, list(args), dict(kwargs)))
+    symbols = [v for v in leaves if isinstance(v, SymbolicTensor)]
+    batch_unknown = any(v.shape and v.shape[0] is None for v in symbols)
+    inner_unknown = any(d is None for v in symbols for d in v.shape[1:])
     try:
-        out = layer(tree.unflatten(treedef, concrete), *args, **call_kwargs)
+        out = _run_dummy(layer, leaves, treedef, _DUMMY_DIM)
+        other = _run_dummy(layer, leaves, treedef, _DUMMY_DIM2) if inner_unknown else None
     except LayerError:
         raise
     except Exception as exc:
-        shapes = [v.shape for v in leaves if isinstance(v, SymbolicTensor)]
+        shapes = [v.shape for v in symbols]
         raise LayerError(layer, f"cannot be called on inputs of shape "
                                 f"{shapes[0] if len(shapes) == 1 else shapes}: {exc}") from None
     out_leaves, out_tree = tree.flatten(out)
+    other_leaves = tree.flatten(other)[0] if other is not None else None
     node = Node(layer, inputs, args, kwargs)
     symbolic = []
     for k, o in enumerate(out_leaves):
         shape = list(ops.shape(o))
         if batch_unknown and shape and shape[0] == _DUMMY_BATCH:
             shape[0] = None
+        if other_leaves is not None:
+            shape = [None if d != d2 else d for d, d2 in zip(shape, ops.shape(other_leaves[k]))]
         symbolic.append(SymbolicTensor(shape, ops.dtype(o), producer=node, index=k,
                                        name=f"{layer.name}/out{k}"))
+    declared = _declared_shape(layer, symbols)
+    if declared is not None and len(symbolic) == 1:
+        symbolic[0].shape = declared
     node.outputs = symbolic
     layer._last_output_shape = symbolic[0].shape if len(symbolic) == 1 else \
         [t.shape for t in symbolic]
     return tree.unflatten(out_tree, symbolic)
+
+
+def _declared_shape(layer, symbols):
+    """``layer.compute_output_shape`` for the symbolic inputs, when the layer defines it."""
+    try:
+        shape = layer.compute_output_shape(symbols[0].shape if len(symbols) == 1 else
+                                           [s.shape for s in symbols])
+    except Exception:
+        return None
+    if isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape):
+        return tuple(shape)
+    return None
 
 
 class Node:
@@ -114,7 +140,7 @@ class FunctionalGraph:
             if id(node) in seen:
                 return
             seen.add(id(node))
-            for s in tree.flatten(node.inputs)[0]:
+            for s in tree.flatten((node.inputs, list(node.args), dict(node.kwargs)))[0]:
                 if isinstance(s, SymbolicTensor):
                     visit(s)
             order.append(node)
@@ -135,11 +161,11 @@ class FunctionalGraph:
         for sym, v in zip(self.input_leaves, given):
             values[id(sym)] = v
         for node in self.nodes:
-            leaves, treedef = tree.flatten(node.inputs)
+            leaves, treedef = tree.flatten((node.inputs, list(node.args), dict(node.kwargs)))
             concrete = [values[id(s)] if isinstance(s, SymbolicTensor) else s for s in leaves]
-            kw = dict(node.kwargs)
+            inputs, args, kw = tree.unflatten(treedef, concrete)
             kw.setdefault("training", training)
-            out = node.layer(tree.unflatten(treedef, concrete), *node.args, **kw)
+            out = node.layer(inputs, *args, **kw)
             for s, o in zip(node.outputs, tree.flatten(out)[0]):
                 values[id(s)] = o
         out_leaves, out_tree = tree.flatten(self.outputs)

@@ -39,7 +39,7 @@ class Model(TrainingMixin, Layer):
     """
 
     def __init__(self, inputs=None, outputs=None, name=None, **kwargs):
-        super().__init__(name=name, **kwargs)
+        Layer.__init__(self, name=name, **kwargs)
         self._graph = None
         self._input_spec = None
         self._output_spec = None

@@ -64,7 +64,9 @@ class _Batches:
         for start in range(0, self.n, self.batch_size):
             idx = order[start:start + self.batch_size] if order is not None else \
                 slice(start, start + self.batch_size)
-            take = (lambda a, idx=idx: _to_model_tensor(a[idx], self.float_dtype))
+            def take(a, idx=idx):
+                return _to_model_tensor(a[idx], self.float_dtype)
+
             xb = tree.map_structure(take, self.x)
             yb = tree.map_structure(take, self.y) if self.y is not None else None
             wb = take(self.w) if self.w is not None else None
@@ -76,8 +78,12 @@ def _split_validation(x, y, split):
     cut = int(n * (1.0 - split))
     if cut <= 0 or cut >= n:
         raise ValueError(f"validation_split={split} leaves no training or validation data")
-    first = (lambda a: _host(a)[:cut])
-    last = (lambda a: _host(a)[cut:])
+    def first(a):
+        return _host(a)[:cut]
+
+    def last(a):
+        return _host(a)[cut:]
+
     return (tree.map_structure(first, x), tree.map_structure(first, y),
             tree.map_structure(last, x), tree.map_structure(last, y))
 

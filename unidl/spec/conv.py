@@ -1,1 +1,1170 @@
-"""conv ops (being filled in)."""
+"""Convolution and pooling ops.
+
+Conventions (as in Keras):
+
+* Inputs are channels-last by default, ``(batch, *spatial, channels)``; every op takes
+  ``data_format="channels_last" | "channels_first"``.
+* Convolution kernels are ``(*kernel_size, in_channels / groups, out_channels)``; transposed
+  convolution kernels are ``(*kernel_size, out_channels, in_channels)``; depthwise kernels are
+  ``(kh, kw, in_channels, multiplier)`` with output channel ``c * multiplier + m``.
+* ``padding`` is ``"valid"``, ``"same"`` (TensorFlow's rule: output size ``ceil(n / stride)``,
+  total padding ``max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)``, the odd pixel at
+  the end), or explicit: an int (every side), or one entry per spatial dim, each an int
+  (both sides) or a ``(before, after)`` pair. A 1-D op also takes a single ``(before, after)``
+  pair. Pooling takes ``"valid"`` and ``"same"`` only.
+
+Gradients are written with the internal primitives declared at the end of this module
+(``conv_backprop_input``, ``conv_backprop_kernel``, ``depthwise_conv2d_backprop_input``,
+``depthwise_conv2d_backprop_kernel``, ``max_pool_backprop``, ``max_pool_select``,
+``avg_pool_backprop``). They are exact adjoints of the forward ops, so the set is closed under
+differentiation (any order). Max pooling routes a window's gradient to the *first* maximum of
+the window in row-major order (as PyTorch and ``tf.nn.max_pool_with_argmax`` do).
+
+The geometry helpers (:func:`conv_geometry`, :func:`pool_geometry`,
+:func:`conv_transpose_geometry`) are shared with the backends' kernels so that every backend
+pads exactly the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from unidl import ops
+from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
+
+__all__ = [
+    "Geometry",
+    "conv_geometry",
+    "conv_transpose_geometry",
+    "depthwise_geometry",
+    "pool_geometry",
+    "normalize_padding",
+]
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")
+DATA_FORMATS = ("channels_last", "channels_first")
+_SPATIAL = {1: "width", 2: "height, width"}
+
+
+# ---- geometry ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Geometry:
+    """Where a sliding window goes: sizes, strides, dilation, padding per spatial dim."""
+
+    rank: int
+    channels_last: bool
+    batch: int | None
+    in_sizes: tuple
+    channels: int
+    kernel: tuple
+    strides: tuple
+    dilation: tuple
+    pads: tuple  # ((before, after), ...) per spatial dim
+    out_sizes: tuple
+
+    @property
+    def effective_kernel(self) -> tuple:
+        """Kernel extent once dilated: ``(k - 1) * d + 1``."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))
+
+    @property
+    def padded_sizes(self) -> tuple:
+        return tuple(n + b + a for n, (b, a) in zip(self.in_sizes, self.pads))
+
+    @property
+    def symmetric(self) -> bool:
+        return all(b == a for b, a in self.pads)
+
+    @property
+    def padded(self) -> bool:
+        return any(b or a for b, a in self.pads)
+
+    def shape(self, spatial, channels) -> tuple:
+        """A full shape in this geometry's data format."""
+        if self.channels_last:
+            return (self.batch, *spatial, channels)
+        return (self.batch, channels, *spatial)
+
+    def in_shape(self, channels=None) -> tuple:
+        return self.shape(self.in_sizes, self.channels if channels is None else channels)
+
+    def out_shape(self, channels=None) -> tuple:
+        return self.shape(self.out_sizes, self.channels if channels is None else channels)
+
+
+def _freeze(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(i) for i in v)
+    return v
+
+
+def _memo(fn):
+    """Cache a geometry function (its arguments are shapes and small settings; kernels call
+    it on every dispatch). Unhashable arguments fall back to an uncached call."""
+    cached = functools.lru_cache(maxsize=2048)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return cached(*args, **kwargs)
+        except TypeError:  # a list somewhere: freeze to tuples and retry
+            pass
+        try:
+            return cached(*[_freeze(a) for a in args],
+                          **{k: _freeze(v) for k, v in kwargs.items()})
+        except TypeError:
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _ints(value, rank: int, what: str, minimum: int = 1) -> tuple:
+    if _is_int(value):
+        out = (int(value),) * rank
+    else:
+        try:
+            out = tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ShapeMismatch(f"expected {what} to be an int or {rank} ints, "
+                                f"got {value!r}") from None
+        if len(out) != rank or not all(_is_int(v) for v in value):
+            raise ShapeMismatch(f"expected {what} to be an int or {rank} ints, got {value!r}")
+    if any(v < minimum for v in out):
+        raise ShapeMismatch(f"expected {what} to be at least {minimum}, got {value!r}")
+    return out
+
+
+def _channels_last(data_format) -> bool:
+    if data_format not in DATA_FORMATS:
+        raise ShapeMismatch(f"expected data_format 'channels_last' or 'channels_first', "
+                            f"got {data_format!r}")
+    return data_format == "channels_last"
+
+
+def normalize_padding(padding, rank: int, allow_explicit: bool = True):
+    """``"valid"``, ``"same"`` or a tuple of ``(before, after)`` pairs, one per spatial dim."""
+    if isinstance(padding, str):
+        p = padding.lower()
+        if p in ("valid", "same"):
+            return p
+    elif allow_explicit:
+        if _is_int(padding):
+            pairs = ((int(padding), int(padding)),) * rank
+        else:
+            try:
+                seq = list(padding)
+                if rank == 1 and len(seq) == 2 and all(_is_int(v) for v in seq):
+                    seq = [tuple(seq)]
+                pairs = []
+                for item in seq:
+                    if _is_int(item):
+                        pairs.append((int(item), int(item)))
+                    else:
+                        pair = tuple(item)
+                        if len(pair) != 2 or not all(_is_int(v) for v in pair):
+                            raise ValueError
+                        pairs.append((int(pair[0]), int(pair[1])))
+                pairs = tuple(pairs)
+            except (TypeError, ValueError):
+                pairs = None
+            if pairs is None or len(pairs) != rank:
+                raise ShapeMismatch(
+                    f"expected padding 'valid', 'same', an int or {rank} (before, after) "
+                    f"pairs, got {padding!r}")
+        if any(v < 0 for pair in pairs for v in pair):
+            raise ShapeMismatch(f"expected non-negative padding, got {padding!r}")
+        return pairs
+    what = "'valid', 'same', an int or (before, after) pairs" if allow_explicit else \
+        "'valid' or 'same'"
+    raise ShapeMismatch(f"expected padding {what}, got {padding!r}")
+
+
+def _same_pads(n: int, eff: int, stride: int) -> tuple:
+    out = -(-n // stride)
+    total = max((out - 1) * stride + eff - n, 0)
+    return (total // 2, total - total // 2)
+
+
+def _split_shape(shape, rank: int, channels_last: bool, op: str, what: str = "input"):
+    shape = tuple(shape)
+    if len(shape) != rank + 2:
+        layout = (f"(batch, {_SPATIAL[rank]}, channels)" if channels_last
+                  else f"(batch, channels, {_SPATIAL[rank]})")
+        raise ShapeMismatch(
+            f"expected a {rank + 2}-D {what} {layout} for a {rank}-D {op}, "
+            f"got a {len(shape)}-D {what} of shape {shape}")
+    if channels_last:
+        return shape[0], shape[1:-1], shape[-1]
+    return shape[0], shape[2:], shape[1]
+
+
+def _window_geometry(x_shape, rank, window, strides, padding, data_format, dilation_rate, op,
+                     allow_explicit=True, what="input"):
+    cl = _channels_last(data_format)
+    batch, sizes, channels = _split_shape(x_shape, rank, cl, op, what)
+    if any(n is None for n in sizes):
+        raise ShapeMismatch(f"expected static spatial sizes, got {tuple(x_shape)}")
+    k = _ints(window, rank, "the window size")
+    s = _ints(strides, rank, "strides")
+    d = _ints(dilation_rate, rank, "dilation_rate")
+    pad = normalize_padding(padding, rank, allow_explicit)
+    eff = tuple((ki - 1) * di + 1 for ki, di in zip(k, d))
+    if pad == "valid":
+        pads = ((0, 0),) * rank
+    elif pad == "same":
+        pads = tuple(_same_pads(n, e, si) for n, e, si in zip(sizes, eff, s))
+    else:
+        pads = pad
+    out = []
+    for n, (b, a), e, si in zip(sizes, pads, eff, s):
+        if pad == "same":
+            out.append(-(-n // si))
+        elif n + b + a < e:
+            raise ShapeMismatch(
+                f"expected padded spatial sizes of at least the (dilated) window size {eff}, "
+                f"got {tuple(n + b + a for n, (b, a) in zip(sizes, pads))} for an "
+                f"{what} of shape {tuple(x_shape)}")
+        else:
+            out.append((n + b + a - e) // si + 1)
+    return Geometry(rank, cl, batch, tuple(sizes), channels, k, s, d, pads, tuple(out))
+
+
+@_memo
+def conv_geometry(x_shape, kernel_shape, strides, padding, data_format, dilation_rate, groups,
+                  rank, op="convolution"):
+    """Geometry of a ``rank``-D convolution; validates the kernel and ``groups``."""
+    kernel_shape = tuple(kernel_shape)
+    if len(kernel_shape) != rank + 2:
+        raise ShapeMismatch(
+            f"expected a {rank + 2}-D kernel (*kernel_size, in_channels / groups, "
+            f"out_channels), got shape {kernel_shape}")
+    if not _is_int(groups) or groups < 1:
+        raise ShapeMismatch(f"expected groups to be a positive int, got {groups!r}")
+    geo = _window_geometry(x_shape, rank, kernel_shape[:rank], strides, padding, data_format,
+                           dilation_rate, op)
+    if geo.channels != kernel_shape[-2] * groups:
+        raise ShapeMismatch(
+            f"expected the input to have kernel.shape[-2] * groups = "
+            f"{kernel_shape[-2]} * {groups} = {kernel_shape[-2] * groups} channels, "
+            f"got {geo.channels} (input shape {tuple(x_shape)})")
+    if kernel_shape[-1] % groups:
+        raise ShapeMismatch(f"expected out_channels (kernel.shape[-1] = {kernel_shape[-1]}) "
+                            f"to be divisible by groups = {groups}")
+    return geo
+
+
+@_memo
+def depthwise_geometry(x_shape, kernel_shape, strides, padding, data_format, dilation_rate,
+                       op="depthwise_conv2d"):
+    kernel_shape = tuple(kernel_shape)
+    if len(kernel_shape) != 4:
+        raise ShapeMismatch(f"expected a 4-D depthwise kernel (kh, kw, in_channels, "
+                            f"multiplier), got shape {kernel_shape}")
+    geo = _window_geometry(x_shape, 2, kernel_shape[:2], strides, padding, data_format,
+                           dilation_rate, op)
+    if geo.channels != kernel_shape[2]:
+        raise ShapeMismatch(f"expected the input to have kernel.shape[2] = {kernel_shape[2]} "
+                            f"channels, got {geo.channels} (input shape {tuple(x_shape)})")
+    return geo
+
+
+@_memo
+def conv_transpose_geometry(x_shape, kernel_shape, strides, padding, output_padding,
+                            data_format, dilation_rate, rank=2, op="conv2d_transpose"):
+    """``(geometry, out_shape)``: the geometry of the *forward* convolution whose input
+    gradient the transposed convolution computes, and the transposed op's output shape.
+
+    Output sizes follow Keras' ``deconv_output_length``; explicit padding ``(b, a)`` gives
+    ``(n - 1) * stride + (k - 1) * dilation + 1 - b - a + output_padding``.
+    """
+    kernel_shape = tuple(kernel_shape)
+    if len(kernel_shape) != rank + 2:
+        raise ShapeMismatch(f"expected a {rank + 2}-D kernel (*kernel_size, out_channels, "
+                            f"in_channels), got shape {kernel_shape}")
+    cl = _channels_last(data_format)
+    batch, sizes, channels = _split_shape(x_shape, rank, cl, op)
+    if channels != kernel_shape[-1]:
+        raise ShapeMismatch(f"expected the input to have kernel.shape[-1] = {kernel_shape[-1]} "
+                            f"channels, got {channels} (input shape {tuple(x_shape)})")
+    k = kernel_shape[:rank]
+    s = _ints(strides, rank, "strides")
+    d = _ints(dilation_rate, rank, "dilation_rate")
+    pad = normalize_padding(padding, rank)
+    if output_padding is None:
+        op_ = None
+    else:
+        op_ = _ints(output_padding, rank, "output_padding", minimum=0)
+        if any(o >= si for o, si in zip(op_, s)):
+            raise ShapeMismatch(f"expected output_padding smaller than the strides {s}, "
+                                f"got {output_padding!r}")
+    out = []
+    for i, (n, ki, si, di) in enumerate(zip(sizes, k, s, d)):
+        e = (ki - 1) * di + 1
+        if op_ is None:
+            if pad == "valid":
+                length = n * si + max(e - si, 0)
+            elif pad == "same":
+                length = n * si
+            else:
+                length = (n - 1) * si + e - sum(pad[i])
+        else:
+            cut = 0 if pad == "valid" else 2 * (e // 2) if pad == "same" else sum(pad[i])
+            length = (n - 1) * si + e - cut + op_[i]
+        out.append(length)
+    out_shape = (batch, *out, kernel_shape[-2]) if cl else (batch, kernel_shape[-2], *out)
+    if any(n < 1 for n in out):
+        raise ShapeMismatch(f"expected a positive output size, got {tuple(out)} for an input "
+                            f"of shape {tuple(x_shape)}")
+    geo = conv_geometry(out_shape, kernel_shape, s, padding, data_format, d, 1, rank, op)
+    if geo.out_sizes != tuple(sizes):
+        raise ShapeMismatch(
+            f"expected padding/output_padding for which a convolution of the output "
+            f"{tuple(out)} gives back the input sizes {tuple(sizes)}, got {geo.out_sizes}")
+    return geo, out_shape
+
+
+@_memo
+def pool_geometry(x_shape, pool_size, strides, padding, data_format, op="pooling"):
+    """Geometry of a pooling window; the rank is ``len(x_shape) - 2`` (1 or 2)."""
+    x_shape = tuple(x_shape)
+    if len(x_shape) not in (3, 4):
+        raise ShapeMismatch(f"expected a 3-D input (1-D pooling) or a 4-D input (2-D pooling), "
+                            f"got a {len(x_shape)}-D input of shape {x_shape}")
+    rank = len(x_shape) - 2
+    strides = pool_size if strides is None else strides
+    return _window_geometry(x_shape, rank, pool_size, strides, padding, data_format, 1, op,
+                            allow_explicit=False)
+
+
+def _full_shape(shape, name="input_shape"):
+    try:
+        out = tuple(int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ShapeMismatch(f"expected {name} to be a sequence of ints, got {shape!r}") from None
+    return out
+
+
+# ---- float64 references --------------------------------------------------------------------
+def _to_cl(x, geo):
+    return x if geo.channels_last else np.moveaxis(x, 1, -1)
+
+
+def _from_cl(y, geo):
+    return y if geo.channels_last else np.moveaxis(y, -1, 1)
+
+
+def _pad_cl(x, pads, value=0.0):
+    return np.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),), constant_values=value)
+
+
+def _tap(offset, geo):
+    """Index of the padded input seen by kernel tap ``offset`` at every output position."""
+    return (slice(None),) + tuple(
+        slice(o * d, o * d + n * s, s)
+        for o, d, n, s in zip(offset, geo.dilation, geo.out_sizes, geo.strides))
+
+
+def _crop(xp, geo):
+    return xp[(slice(None),) + tuple(slice(b, b + n) for (b, _), n in zip(geo.pads,
+                                                                         geo.in_sizes))]
+
+
+def _ref_conv(x, kernel, geo, groups):
+    xp = _pad_cl(_to_cl(x, geo), geo.pads)
+    cg, o = kernel.shape[-2], kernel.shape[-1]
+    xg = xp.reshape(xp.shape[:-1] + (groups, cg))
+    kg = kernel.reshape(kernel.shape[:-2] + (cg, groups, o // groups))
+    out = np.zeros((x.shape[0], *geo.out_sizes, groups, o // groups))
+    if out.size:
+        for off in np.ndindex(*geo.kernel):
+            out += np.einsum("...gc,cgo->...go", xg[_tap(off, geo)], kg[off])
+    return _from_cl(out.reshape(out.shape[:-2] + (o,)), geo)
+
+
+def _ref_conv_backprop_input(g, kernel, geo, groups):
+    g = _to_cl(g, geo)
+    cg, o = kernel.shape[-2], kernel.shape[-1]
+    gg = g.reshape(g.shape[:-1] + (groups, o // groups))
+    kg = kernel.reshape(kernel.shape[:-2] + (cg, groups, o // groups))
+    xp = np.zeros((g.shape[0], *geo.padded_sizes, groups, cg))
+    if g.size:
+        for off in np.ndindex(*geo.kernel):
+            xp[_tap(off, geo)] += np.einsum("...go,cgo->...gc", gg, kg[off])
+    xp = xp.reshape(xp.shape[:-2] + (groups * cg,))
+    return _from_cl(_crop(xp, geo), geo)
+
+
+def _ref_conv_backprop_kernel(x, g, kernel_shape, geo, groups):
+    xp = _pad_cl(_to_cl(x, geo), geo.pads)
+    g = _to_cl(g, geo)
+    cg, o = kernel_shape[-2], kernel_shape[-1]
+    xg = xp.reshape(xp.shape[:-1] + (groups, cg))
+    gg = g.reshape(-1, groups, o // groups)
+    out = np.zeros(tuple(kernel_shape[:-2]) + (cg, groups, o // groups))
+    for off in np.ndindex(*geo.kernel):
+        patch = xg[_tap(off, geo)].reshape(-1, groups, cg)
+        out[off] = np.einsum("mgc,mgo->cgo", patch, gg)
+    return out.reshape(tuple(kernel_shape))
+
+
+def _dw_kernel(kernel):
+    """Depthwise ``(kh, kw, C, M)`` as a grouped-conv kernel ``(kh, kw, 1, C * M)``."""
+    kh, kw, c, m = kernel.shape
+    return kernel.reshape(kh, kw, 1, c * m)
+
+
+def _pool_windows_ref(x, geo, fill):
+    """Yield ``(index, window_values)`` over the window taps of the padded input."""
+    xp = _pad_cl(_to_cl(x, geo), geo.pads, fill)
+    for i, off in enumerate(np.ndindex(*geo.kernel)):
+        yield i, off, xp[_tap(off, geo)]
+
+
+def _ref_max_pool(x, geo):
+    out = np.full((x.shape[0], *geo.out_sizes, geo.channels), -np.inf)
+    for _, _, patch in _pool_windows_ref(x, geo, -np.inf):
+        out = np.maximum(out, patch)
+    return _from_cl(out, geo)
+
+
+def _ref_max_pool_argmax(x, geo):
+    best = np.full((x.shape[0], *geo.out_sizes, geo.channels), -np.inf)
+    arg = np.zeros(best.shape, np.int64)
+    for i, _, patch in _pool_windows_ref(x, geo, -np.inf):
+        better = patch > best
+        best = np.where(better, patch, best)
+        arg = np.where(better, i, arg)
+    return arg
+
+
+def _ref_pool_count(geo):
+    ones = np.ones((1, *geo.in_sizes, 1))
+    cnt = np.zeros((1, *geo.out_sizes, 1))
+    for off in np.ndindex(*geo.kernel):
+        cnt += _pad_cl(ones, geo.pads)[_tap(off, geo)]
+    return cnt
+
+
+def _ref_avg_pool(x, geo):
+    total = np.zeros((x.shape[0], *geo.out_sizes, geo.channels))
+    for _, _, patch in _pool_windows_ref(x, geo, 0.0):
+        total += patch
+    return _from_cl(total / _ref_pool_count(geo), geo)
+
+
+# ---- public op geometry wrappers (shape rules and references) ------------------------------
+def _conv_rule(rank, op):
+    def rule(x, kernel, strides=1, padding="valid", data_format="channels_last",
+             dilation_rate=1, groups=1):
+        geo = conv_geometry(x, kernel, strides, padding, data_format, dilation_rate, groups,
+                            rank, op)
+        return geo.out_shape(kernel[-1])
+    return rule
+
+
+def _conv_reference(rank, op):
+    def reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
+                  dilation_rate=1, groups=1):
+        geo = conv_geometry(x.shape, kernel.shape, strides, padding, data_format,
+                            dilation_rate, groups, rank, op)
+        return _ref_conv(x, kernel, geo, groups)
+    return reference
+
+
+def _conv_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate, groups):
+    return (
+        ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
+                                dilation_rate, groups),
+        ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding, data_format,
+                                 dilation_rate, groups),
+    )
+
+
+# ---- samples ------------------------------------------------------------------------------
+def _r(rng, shape, low=-1.0, high=1.0):
+    return rng.uniform(low, high, size=shape)
+
+
+def _layout(shape_cl, data_format):
+    """A channels-last shape ``(N, *spatial, C)`` in ``data_format``."""
+    if data_format == "channels_last":
+        return tuple(shape_cl)
+    return (shape_cl[0], shape_cl[-1], *shape_cl[1:-1])
+
+
+# (name, x shape channels-last, kernel shape, strides, padding, data_format, dilation, groups)
+_CONV2D_CASES = [
+    ("valid", (2, 5, 6, 3), (3, 3, 3, 4), 1, "valid", "channels_last", 1, 1),
+    ("same_s2", (2, 7, 8, 3), (3, 3, 3, 4), 2, "same", "channels_last", 1, 1),
+    ("same_even_k", (2, 6, 7, 2), (2, 4, 2, 3), (2, 3), "same", "channels_last", 1, 1),
+    ("same_s1_even_k", (2, 5, 5, 2), (2, 2, 2, 3), 1, "same", "channels_last", 1, 1),
+    ("dilation2_same", (2, 7, 7, 3), (3, 3, 3, 2), 1, "same", "channels_last", 2, 1),
+    ("dilation2_valid", (2, 8, 7, 2), (2, 3, 2, 3), 1, "valid", "channels_last", (2, 1), 1),
+    ("groups2", (2, 6, 5, 4), (3, 3, 2, 6), 1, "valid", "channels_last", 1, 2),
+    ("explicit_pairs_s2", (2, 5, 6, 3), (3, 2, 3, 2), 2, ((1, 2), (0, 1)), "channels_last",
+     1, 1),
+    ("explicit_int", (2, 4, 5, 2), (3, 3, 2, 3), 1, 1, "channels_last", 1, 1),
+    ("channels_first_same_s21", (2, 7, 6, 3), (3, 2, 3, 4), (2, 1), "same", "channels_first",
+     1, 1),
+    ("channels_first_groups_dil", (2, 9, 8, 4), (3, 2, 2, 4), 1, "same", "channels_first",
+     2, 2),
+    ("stride2_dilation2", (2, 9, 10, 2), (3, 3, 2, 2), 2, "valid", "channels_last", 2, 1),
+    ("pointwise", (2, 3, 4, 5), (1, 1, 5, 2), 1, "valid", "channels_last", 1, 1),
+    ("odd_valid_s3", (2, 11, 7, 1), (4, 3, 1, 2), 3, "valid", "channels_last", 1, 1),
+]
+
+_CONV1D_CASES = [
+    ("valid", (2, 9, 3), (3, 3, 4), 1, "valid", "channels_last", 1, 1),
+    ("same_s2", (2, 9, 3), (4, 3, 2), 2, "same", "channels_last", 1, 1),
+    ("dilation2", (2, 10, 2), (3, 2, 3), 1, "same", "channels_last", 2, 1),
+    ("groups2", (2, 7, 4), (3, 2, 4), 1, "valid", "channels_last", 1, 2),
+    ("explicit", (2, 6, 2), (3, 2, 3), 2, (2, 1), "channels_last", 1, 1),
+    ("channels_first", (2, 8, 3), (3, 3, 2), 2, "same", "channels_first", 1, 1),
+    ("channels_first_groups_explicit", (2, 7, 6), (2, 2, 3), 1, [1], "channels_first", 1,
+     3),
+]
+
+
+def _conv_samples(cases, with_empty=True):
+    def gen(dtype, rng):
+        out = []
+        for name, xs, ks, s, p, df, d, gr in cases:
+            x = _r(rng, _layout(xs, df))
+            k = _r(rng, ks)
+            out.append(Sample((x, k, s, p, df, d, gr), name=name))
+        if with_empty:
+            name, xs, ks, s, p, df, d, gr = cases[0]
+            out.append(Sample((np.zeros((0,) + _layout(xs, df)[1:]), _r(rng, ks), s, p, df, d,
+                               gr), name="empty_batch", grad=False))
+        return out
+    return gen
+
+
+def _backprop_samples(cases, rank):
+    """Samples for conv_backprop_input / conv_backprop_kernel from forward cases."""
+    def gen_input(dtype, rng):
+        out = []
+        for name, xs, ks, s, p, df, d, gr in cases:
+            xshape = _layout(xs, df)
+            geo = conv_geometry(xshape, ks, s, p, df, d, gr, rank)
+            g = _r(rng, geo.out_shape(ks[-1]))
+            out.append(Sample((g, _r(rng, ks), xshape, s, p, df, d, gr), name=f"{rank}d_{name}"))
+        return out
+
+    def gen_kernel(dtype, rng):
+        out = []
+        for name, xs, ks, s, p, df, d, gr in cases:
+            xshape = _layout(xs, df)
+            geo = conv_geometry(xshape, ks, s, p, df, d, gr, rank)
+            g = _r(rng, geo.out_shape(ks[-1]))
+            out.append(Sample((_r(rng, xshape), g, ks, s, p, df, d, gr), name=f"{rank}d_{name}"))
+        return out
+
+    return gen_input, gen_kernel
+
+
+def _merge(*gens):
+    def gen(dtype, rng):
+        return [s for g in gens for s in g(dtype, rng)]
+    return gen
+
+
+# ---- conv1d / conv2d ----------------------------------------------------------------------
+_CONV_SIG = ("x, kernel, strides=1, padding='valid', data_format='channels_last', "
+             "dilation_rate=1, groups=1")
+
+defop("conv1d", _CONV_SIG, tensors="x, kernel", float_inputs=True,
+      shape_rule=_conv_rule(1, "convolution"), reference=_conv_reference(1, "convolution"),
+      grad=_conv_grad, samples=_conv_samples(_CONV1D_CASES), dtypes=FLOATS, tol="contraction",
+      export={"onnx": "Conv"},
+      doc="""1-D convolution (cross-correlation, as in every framework).
+
+      ``x`` is ``(batch, width, channels)`` (``channels_first``: ``(batch, channels, width)``),
+      ``kernel`` is ``(kw, in_channels / groups, out_channels)``. ``strides`` and
+      ``dilation_rate`` are ints; ``padding`` is ``"valid"``, ``"same"`` (TF rule), an int or a
+      ``(before, after)`` pair. ``groups`` splits the channels into independent groups.""")
+
+defop("conv2d", _CONV_SIG, tensors="x, kernel", float_inputs=True,
+      shape_rule=_conv_rule(2, "convolution"), reference=_conv_reference(2, "convolution"),
+      grad=_conv_grad, samples=_conv_samples(_CONV2D_CASES), dtypes=FLOATS, tol="contraction",
+      export={"onnx": "Conv"},
+      doc="""2-D convolution (cross-correlation, as in every framework).
+
+      ``x`` is ``(batch, height, width, channels)`` (``channels_first``:
+      ``(batch, channels, height, width)``); ``kernel`` is
+      ``(kh, kw, in_channels / groups, out_channels)`` as in Keras. ``strides`` and
+      ``dilation_rate`` are an int or a pair. ``padding``: ``"valid"``; ``"same"`` with
+      TensorFlow's rule (output ``ceil(n / stride)``, total padding
+      ``max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)``, the odd pixel at the
+      bottom/right); or explicit, an int or ``((top, bottom), (left, right))``.""")
+
+
+# ---- conv2d_transpose ---------------------------------------------------------------------
+def _tconv_rule(x, kernel, strides=1, padding="valid", output_padding=None,
+                data_format="channels_last", dilation_rate=1):
+    _, out_shape = conv_transpose_geometry(x, kernel, strides, padding, output_padding,
+                                           data_format, dilation_rate)
+    return out_shape
+
+
+def _tconv_reference(x, kernel, strides=1, padding="valid", output_padding=None,
+                     data_format="channels_last", dilation_rate=1):
+    geo, _ = conv_transpose_geometry(x.shape, kernel.shape, strides, padding, output_padding,
+                                     data_format, dilation_rate)
+    return _ref_conv_backprop_input(x, kernel, geo, 1)
+
+
+def _tconv_grad(g, out, x, kernel, strides, padding, output_padding, data_format,
+                dilation_rate):
+    return (
+        ops.conv2d(g, kernel, strides, padding, data_format, dilation_rate, 1),
+        ops.conv_backprop_kernel(g, x, ops.shape(kernel), strides, padding, data_format,
+                                 dilation_rate, 1),
+    )
+
+
+# (name, x shape channels-last, kernel (kh, kw, out, in), strides, padding, output_padding,
+#  data_format, dilation)
+_TCONV_CASES = [
+    ("valid_s1", (2, 4, 5, 3), (3, 3, 2, 3), 1, "valid", None, "channels_last", 1),
+    ("valid_s2", (2, 4, 3, 3), (3, 3, 2, 3), 2, "valid", None, "channels_last", 1),
+    ("same_s2", (2, 3, 4, 2), (3, 3, 3, 2), 2, "same", None, "channels_last", 1),
+    ("same_s2_even_k", (2, 3, 4, 2), (4, 2, 3, 2), 2, "same", None, "channels_last", 1),
+    ("valid_k_lt_s", (2, 3, 3, 2), (2, 2, 2, 2), 3, "valid", None, "channels_last", 1),
+    ("valid_output_padding", (2, 3, 4, 2), (3, 3, 2, 2), 2, "valid", 1, "channels_last", 1),
+    ("same_output_padding", (2, 3, 3, 2), (3, 2, 2, 2), (2, 3), "same", (1, 2),
+     "channels_last", 1),
+    ("dilation2_same", (2, 5, 4, 2), (3, 3, 2, 2), 1, "same", None, "channels_last", 2),
+    ("explicit", (2, 4, 4, 2), (3, 3, 3, 2), 2, ((1, 0), (1, 1)), None, "channels_last", 1),
+    ("channels_first", (2, 3, 5, 3), (3, 2, 2, 3), (2, 1), "same", None, "channels_first", 1),
+]
+
+
+def _tconv_samples(dtype, rng):
+    out = []
+    for name, xs, ks, s, p, op_, df, d in _TCONV_CASES:
+        out.append(Sample((_r(rng, _layout(xs, df)), _r(rng, ks), s, p, op_, df, d), name=name))
+    return out
+
+
+defop("conv2d_transpose",
+      "x, kernel, strides=1, padding='valid', output_padding=None, "
+      "data_format='channels_last', dilation_rate=1",
+      tensors="x, kernel", float_inputs=True, shape_rule=_tconv_rule,
+      reference=_tconv_reference, grad=_tconv_grad, samples=_tconv_samples, dtypes=FLOATS,
+      tol="contraction", export={"onnx": "ConvTranspose"},
+      doc="""2-D transposed convolution (the input-gradient of ``conv2d``), as Keras'
+      ``Conv2DTranspose``.
+
+      ``kernel`` is ``(kh, kw, out_channels, in_channels)``. The output size per spatial dim
+      follows Keras' ``deconv_output_length``: without ``output_padding``, ``"valid"`` gives
+      ``n * s + max(k_eff - s, 0)`` and ``"same"`` gives ``n * s``; with it,
+      ``(n - 1) * s + k_eff - 2 * pad + output_padding`` (``pad`` is 0 for ``"valid"``,
+      ``k_eff // 2`` for ``"same"``). Explicit padding ``(b, a)`` gives
+      ``(n - 1) * s + k_eff - b - a + output_padding``. The result is exactly the gradient of
+      ``conv2d`` (same strides, padding, dilation) applied to an input of the output's size,
+      so ``"same"`` pads as TensorFlow does. ``output_padding`` must be below the stride.""")
+
+
+# ---- depthwise_conv2d ---------------------------------------------------------------------
+def _dw_rule(x, kernel, strides=1, padding="valid", data_format="channels_last",
+             dilation_rate=1):
+    geo = depthwise_geometry(x, kernel, strides, padding, data_format, dilation_rate)
+    return geo.out_shape(kernel[2] * kernel[3])
+
+
+def _dw_reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
+                  dilation_rate=1):
+    geo = depthwise_geometry(x.shape, kernel.shape, strides, padding, data_format,
+                             dilation_rate)
+    return _ref_conv(x, _dw_kernel(kernel), geo, kernel.shape[2])
+
+
+def _dw_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate):
+    return (
+        ops.depthwise_conv2d_backprop_input(g, kernel, ops.shape(x), strides, padding,
+                                            data_format, dilation_rate),
+        ops.depthwise_conv2d_backprop_kernel(x, g, ops.shape(kernel), strides, padding,
+                                             data_format, dilation_rate),
+    )
+
+
+# (name, x shape channels-last, kernel (kh, kw, C, M), strides, padding, data_format, dilation)
+_DW_CASES = [
+    ("valid", (2, 5, 6, 3), (3, 3, 3, 2), 1, "valid", "channels_last", 1),
+    ("same_s2", (2, 7, 8, 3), (3, 3, 3, 1), 2, "same", "channels_last", 1),
+    ("same_s12_even_k", (2, 6, 7, 2), (2, 4, 2, 3), (1, 2), "same", "channels_last", 1),
+    ("dilation2", (2, 7, 7, 2), (3, 3, 2, 2), 1, "same", "channels_last", 2),
+    ("explicit", (2, 5, 6, 3), (3, 2, 3, 2), 2, ((1, 2), (0, 1)), "channels_last", 1),
+    ("channels_first", (2, 7, 6, 4), (3, 2, 4, 2), (2, 1), "same", "channels_first", 1),
+    ("stride2_dilation2", (2, 9, 9, 2), (2, 3, 2, 1), 2, "valid", "channels_last", 2),
+]
+
+
+def _dw_cases_samples(dtype, rng):
+    out = []
+    for name, xs, ks, s, p, df, d in _DW_CASES:
+        out.append(Sample((_r(rng, _layout(xs, df)), _r(rng, ks), s, p, df, d), name=name))
+    return out
+
+
+defop("depthwise_conv2d",
+      "x, kernel, strides=1, padding='valid', data_format='channels_last', dilation_rate=1",
+      tensors="x, kernel", float_inputs=True, shape_rule=_dw_rule, reference=_dw_reference,
+      grad=_dw_grad, samples=_dw_cases_samples, dtypes=FLOATS, tol="contraction",
+      export={"onnx": "Conv"},
+      doc="""2-D depthwise convolution: each input channel convolved with its own
+      ``multiplier`` filters. ``kernel`` is ``(kh, kw, in_channels, multiplier)``; output
+      channel ``c * multiplier + m`` (TensorFlow's order) has ``in_channels * multiplier``
+      channels in all. Strides, padding and dilation as in :func:`conv2d`.""")
+
+
+# ---- pooling ------------------------------------------------------------------------------
+def _pool_rule(x, pool_size, strides=None, padding="valid", data_format="channels_last"):
+    return pool_geometry(x, pool_size, strides, padding, data_format).out_shape()
+
+
+def _max_pool_reference(x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last"):
+    return _ref_max_pool(x, pool_geometry(x.shape, pool_size, strides, padding, data_format))
+
+
+def _avg_pool_reference(x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last"):
+    return _ref_avg_pool(x, pool_geometry(x.shape, pool_size, strides, padding, data_format))
+
+
+# (name, x shape channels-last, pool_size, strides, padding, data_format)
+_POOL_CASES = [
+    ("2d_valid_2", (2, 6, 8, 3), 2, None, "valid", "channels_last"),
+    ("2d_valid_3_s2_odd", (2, 7, 9, 2), 3, 2, "valid", "channels_last"),
+    ("2d_same_3_s2", (2, 7, 8, 3), 3, 2, "same", "channels_last"),
+    ("2d_same_2x3_s12", (2, 5, 7, 2), (2, 3), (1, 2), "same", "channels_last"),
+    ("2d_same_2_odd", (2, 5, 5, 2), 2, None, "same", "channels_last"),
+    ("2d_channels_first_same", (2, 7, 6, 3), (3, 2), (2, 2), "same", "channels_first"),
+    ("1d_valid_2", (2, 8, 3), 2, None, "valid", "channels_last"),
+    ("1d_same_3_s2", (2, 9, 2), 3, 2, "same", "channels_last"),
+    ("1d_channels_first_same", (2, 7, 3), 2, 1, "same", "channels_first"),
+]
+
+
+def _pool_samples(dtype, rng):
+    out = []
+    for name, xs, k, s, p, df in _POOL_CASES:
+        out.append(Sample((_r(rng, _layout(xs, df), -3.0, 3.0), k, s, p, df), name=name))
+    return out
+
+
+def _max_pool_grad(g, out, x, pool_size, strides, padding, data_format):
+    return (ops.max_pool_backprop(x, g, pool_size, strides, padding, data_format),)
+
+
+def _avg_pool_grad(g, out, x, pool_size, strides, padding, data_format):
+    return (ops.avg_pool_backprop(g, ops.shape(x), pool_size, strides, padding, data_format),)
+
+
+_POOL_SIG = "x, pool_size, strides=None, padding='valid', data_format='channels_last'"
+
+defop("max_pool", _POOL_SIG, float_inputs=True, shape_rule=_pool_rule,
+      reference=_max_pool_reference, grad=_max_pool_grad, samples=_pool_samples, dtypes=FLOATS,
+      tol="exact", export={"onnx": "MaxPool"},
+      doc="""Max pooling over 1-D (3-D ``x``) or 2-D (4-D ``x``) windows.
+
+      ``strides`` defaults to ``pool_size``; ``padding`` is ``"valid"`` or ``"same"``
+      (TensorFlow's rule; padded cells never win). The gradient goes to the first maximum of
+      each window in row-major order.""")
+
+defop("avg_pool", _POOL_SIG, float_inputs=True, shape_rule=_pool_rule,
+      reference=_avg_pool_reference, grad=_avg_pool_grad, samples=_pool_samples, dtypes=FLOATS,
+      tol="reduction", export={"onnx": "AveragePool"},
+      doc="""Average pooling over 1-D (3-D ``x``) or 2-D (4-D ``x``) windows.
+
+      ``strides`` defaults to ``pool_size``; ``padding`` is ``"valid"`` or ``"same"``
+      (TensorFlow's rule). With ``"same"`` the padded cells are left out of the average
+      (each window is divided by the number of real cells it covers), as in TensorFlow.""")
+
+
+# ---- global pooling -----------------------------------------------------------------------
+def _global_axes(ndim, data_format):
+    if ndim < 3:
+        raise ShapeMismatch(f"expected an input with at least one spatial dim "
+                            f"(batch, *spatial, channels), got rank {ndim}")
+    if _channels_last(data_format):
+        return tuple(range(1, ndim - 1))
+    return tuple(range(2, ndim))
+
+
+def _global_rule(x, data_format="channels_last", keepdims=False):
+    axes = _global_axes(len(x), data_format)
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(x))
+    return tuple(n for i, n in enumerate(x) if i not in axes)
+
+
+def _global_samples(dtype, rng):
+    return [
+        Sample((_r(rng, (2, 5, 6, 3), -3, 3), "channels_last", False), name="2d"),
+        Sample((_r(rng, (2, 5, 6, 3), -3, 3), "channels_last", True), name="2d_keepdims"),
+        Sample((_r(rng, (2, 3, 4, 5), -3, 3), "channels_first", False), name="2d_cf"),
+        Sample((_r(rng, (2, 3, 4, 5), -3, 3), "channels_first", True), name="2d_cf_keepdims"),
+        Sample((_r(rng, (2, 7, 3), -3, 3), "channels_last", False), name="1d"),
+        Sample((_r(rng, (3, 2, 7), -3, 3), "channels_first", True), name="1d_cf_keepdims"),
+    ]
+
+
+def _global_avg_impl(x, data_format="channels_last", keepdims=False):
+    return ops.mean(x, axis=_global_axes(ops.ndim(x), data_format), keepdims=keepdims)
+
+
+def _global_max_impl(x, data_format="channels_last", keepdims=False):
+    return ops.max(x, axis=_global_axes(ops.ndim(x), data_format), keepdims=keepdims)
+
+
+defop("global_avg_pool", "x, data_format='channels_last', keepdims=False", kind=COMPOSITE,
+      impl=_global_avg_impl, float_inputs=True, shape_rule=_global_rule,
+      reference=lambda x, data_format="channels_last", keepdims=False: np.mean(
+          x, axis=_global_axes(x.ndim, data_format), keepdims=keepdims),
+      samples=_global_samples, dtypes=FLOATS, tol="reduction",
+      export={"onnx": "GlobalAveragePool"},
+      doc="""Mean over every spatial axis: ``(batch, *spatial, channels)`` ->
+      ``(batch, channels)`` (``keepdims``: spatial axes kept with size 1).""")
+
+defop("global_max_pool", "x, data_format='channels_last', keepdims=False", kind=COMPOSITE,
+      impl=_global_max_impl, float_inputs=True, shape_rule=_global_rule,
+      reference=lambda x, data_format="channels_last", keepdims=False: np.max(
+          x, axis=_global_axes(x.ndim, data_format), keepdims=keepdims),
+      samples=_global_samples, dtypes=FLOATS, tol="exact", export={"onnx": "GlobalMaxPool"},
+      doc="""Maximum over every spatial axis: ``(batch, *spatial, channels)`` ->
+      ``(batch, channels)`` (``keepdims``: spatial axes kept with size 1).""")
+
+
+# ==== internal primitives: the gradients of the ops above ===================================
+# Each is the exact adjoint of a forward op, so their own gradients are ops of this module.
+
+def _conv_rank(kernel_shape):
+    rank = len(tuple(kernel_shape)) - 2
+    if rank not in (1, 2):
+        raise ShapeMismatch(f"expected a 3-D or 4-D kernel, got shape {tuple(kernel_shape)}")
+    return rank
+
+
+def _check_g(g_shape, want, what="g"):
+    want = tuple(want)
+    if tuple(g_shape) != want and not (len(g_shape) == len(want) and all(
+            a == b or a is None or b is None for a, b in zip(g_shape, want))):
+        raise ShapeMismatch(f"expected {what} of shape {want}, got {tuple(g_shape)}")
+
+
+@_memo
+def bi_geometry(g_shape, kernel_shape, input_shape, strides, padding, data_format,
+                dilation_rate, groups, op="conv_backprop_input"):
+    """Geometry of ``conv_backprop_input``; checks ``g`` against the forward output."""
+    input_shape = _full_shape(input_shape)
+    geo = conv_geometry(input_shape, kernel_shape, strides, padding, data_format,
+                        dilation_rate, groups, _conv_rank(kernel_shape), op)
+    _check_g(g_shape, geo.out_shape(tuple(kernel_shape)[-1]))
+    return geo
+
+
+@_memo
+def bk_geometry(x_shape, g_shape, kernel_shape, strides, padding, data_format, dilation_rate,
+                groups, op="conv_backprop_kernel"):
+    kernel_shape = _full_shape(kernel_shape, "kernel_shape")
+    geo = conv_geometry(x_shape, kernel_shape, strides, padding, data_format, dilation_rate,
+                        groups, _conv_rank(kernel_shape), op)
+    _check_g(g_shape, geo.out_shape(kernel_shape[-1]))
+    return geo
+
+
+def _bi_rule(g, kernel, input_shape, strides=1, padding="valid",
+             data_format="channels_last", dilation_rate=1, groups=1):
+    bi_geometry(g, kernel, input_shape, strides, padding, data_format, dilation_rate, groups)
+    return _full_shape(input_shape)
+
+
+def _bi_reference(g, kernel, input_shape, strides=1, padding="valid",
+                  data_format="channels_last", dilation_rate=1, groups=1):
+    geo = bi_geometry(g.shape, kernel.shape, input_shape, strides, padding, data_format,
+                      dilation_rate, groups)
+    return _ref_conv_backprop_input(g, kernel, geo, groups)
+
+
+def _bi_grad(h, out, g, kernel, input_shape, strides, padding, data_format, dilation_rate,
+             groups):
+    conv = ops.conv1d if ops.ndim(kernel) == 3 else ops.conv2d
+    return (
+        conv(h, kernel, strides, padding, data_format, dilation_rate, groups),
+        ops.conv_backprop_kernel(h, g, ops.shape(kernel), strides, padding, data_format,
+                                 dilation_rate, groups),
+    )
+
+
+def _bk_rule(x, g, kernel_shape, strides=1, padding="valid", data_format="channels_last",
+             dilation_rate=1, groups=1):
+    bk_geometry(x, g, kernel_shape, strides, padding, data_format, dilation_rate, groups)
+    return _full_shape(kernel_shape, "kernel_shape")
+
+
+def _bk_reference(x, g, kernel_shape, strides=1, padding="valid", data_format="channels_last",
+                  dilation_rate=1, groups=1):
+    geo = bk_geometry(x.shape, g.shape, kernel_shape, strides, padding, data_format,
+                      dilation_rate, groups)
+    return _ref_conv_backprop_kernel(x, g, _full_shape(kernel_shape), geo, groups)
+
+
+def _bk_grad(h, out, x, g, kernel_shape, strides, padding, data_format, dilation_rate, groups):
+    conv = ops.conv1d if len(tuple(kernel_shape)) == 3 else ops.conv2d
+    return (
+        ops.conv_backprop_input(g, h, ops.shape(x), strides, padding, data_format,
+                                dilation_rate, groups),
+        conv(x, h, strides, padding, data_format, dilation_rate, groups),
+    )
+
+
+_BI1, _BK1 = _backprop_samples(_CONV1D_CASES, 1)
+_BI2, _BK2 = _backprop_samples(_CONV2D_CASES, 2)
+
+_BACKPROP_SIG = ("strides=1, padding='valid', data_format='channels_last', dilation_rate=1, "
+                 "groups=1")
+
+defop("conv_backprop_input", "g, kernel, input_shape, " + _BACKPROP_SIG, tensors="g, kernel",
+      float_inputs=True, shape_rule=_bi_rule, reference=_bi_reference, grad=_bi_grad,
+      samples=_merge(_BI1, _BI2), dtypes=FLOATS, tol="contraction",
+      doc="""Internal: the gradient of ``conv1d``/``conv2d`` with respect to their input.
+
+      ``g`` has the convolution's output shape, ``kernel`` the convolution's kernel (its rank
+      picks 1-D or 2-D), ``input_shape`` is the full shape of the convolution's input; the
+      other arguments are the convolution's. Used by the gradient rules.""")
+
+defop("conv_backprop_kernel", "x, g, kernel_shape, " + _BACKPROP_SIG, tensors="x, g",
+      float_inputs=True, shape_rule=_bk_rule, reference=_bk_reference, grad=_bk_grad,
+      samples=_merge(_BK1, _BK2), dtypes=FLOATS, tol="contraction",
+      doc="""Internal: the gradient of ``conv1d``/``conv2d`` with respect to their kernel.
+
+      ``x`` is the convolution's input, ``g`` its output gradient, ``kernel_shape`` the full
+      kernel shape (its length picks 1-D or 2-D). Used by the gradient rules.""")
+
+
+# ---- depthwise internals ------------------------------------------------------------------
+@_memo
+def dw_bi_geometry(g_shape, kernel_shape, input_shape, strides, padding, data_format,
+                   dilation_rate, op="depthwise_conv2d_backprop_input"):
+    input_shape = _full_shape(input_shape)
+    kernel_shape = tuple(kernel_shape)
+    geo = depthwise_geometry(input_shape, kernel_shape, strides, padding, data_format,
+                             dilation_rate, op)
+    _check_g(g_shape, geo.out_shape(kernel_shape[2] * kernel_shape[3]))
+    return geo
+
+
+@_memo
+def dw_bk_geometry(x_shape, g_shape, kernel_shape, strides, padding, data_format,
+                   dilation_rate, op="depthwise_conv2d_backprop_kernel"):
+    kernel_shape = _full_shape(kernel_shape, "kernel_shape")
+    geo = depthwise_geometry(x_shape, kernel_shape, strides, padding, data_format,
+                             dilation_rate, op)
+    _check_g(g_shape, geo.out_shape(kernel_shape[2] * kernel_shape[3]))
+    return geo
+
+
+def _dw_bi_rule(g, kernel, input_shape, strides=1, padding="valid",
+                data_format="channels_last", dilation_rate=1):
+    dw_bi_geometry(g, kernel, input_shape, strides, padding, data_format, dilation_rate)
+    return _full_shape(input_shape)
+
+
+def _dw_bi_reference(g, kernel, input_shape, strides=1, padding="valid",
+                     data_format="channels_last", dilation_rate=1):
+    geo = dw_bi_geometry(g.shape, kernel.shape, input_shape, strides, padding, data_format,
+                         dilation_rate)
+    return _ref_conv_backprop_input(g, _dw_kernel(kernel), geo, kernel.shape[2])
+
+
+def _dw_bi_grad(h, out, g, kernel, input_shape, strides, padding, data_format, dilation_rate):
+    return (
+        ops.depthwise_conv2d(h, kernel, strides, padding, data_format, dilation_rate),
+        ops.depthwise_conv2d_backprop_kernel(h, g, ops.shape(kernel), strides, padding,
+                                             data_format, dilation_rate),
+    )
+
+
+def _dw_bk_rule(x, g, kernel_shape, strides=1, padding="valid", data_format="channels_last",
+                dilation_rate=1):
+    dw_bk_geometry(x, g, kernel_shape, strides, padding, data_format, dilation_rate)
+    return _full_shape(kernel_shape, "kernel_shape")
+
+
+def _dw_bk_reference(x, g, kernel_shape, strides=1, padding="valid",
+                     data_format="channels_last", dilation_rate=1):
+    kernel_shape = _full_shape(kernel_shape, "kernel_shape")
+    geo = dw_bk_geometry(x.shape, g.shape, kernel_shape, strides, padding, data_format,
+                         dilation_rate)
+    kh, kw, c, m = kernel_shape
+    k = _ref_conv_backprop_kernel(x, g, (kh, kw, 1, c * m), geo, c)
+    return k.reshape(kernel_shape)
+
+
+def _dw_bk_grad(h, out, x, g, kernel_shape, strides, padding, data_format, dilation_rate):
+    return (
+        ops.depthwise_conv2d_backprop_input(g, h, ops.shape(x), strides, padding, data_format,
+                                            dilation_rate),
+        ops.depthwise_conv2d(x, h, strides, padding, data_format, dilation_rate),
+    )
+
+
+def _dw_backprop_samples():
+    def gen_input(dtype, rng):
+        out = []
+        for name, xs, ks, s, p, df, d in _DW_CASES:
+            xshape = _layout(xs, df)
+            geo = depthwise_geometry(xshape, ks, s, p, df, d)
+            g = _r(rng, geo.out_shape(ks[2] * ks[3]))
+            out.append(Sample((g, _r(rng, ks), xshape, s, p, df, d), name=name))
+        return out
+
+    def gen_kernel(dtype, rng):
+        out = []
+        for name, xs, ks, s, p, df, d in _DW_CASES:
+            xshape = _layout(xs, df)
+            geo = depthwise_geometry(xshape, ks, s, p, df, d)
+            g = _r(rng, geo.out_shape(ks[2] * ks[3]))
+            out.append(Sample((_r(rng, xshape), g, ks, s, p, df, d), name=name))
+        return out
+
+    return gen_input, gen_kernel
+
+
+_DWBI, _DWBK = _dw_backprop_samples()
+_DW_BACKPROP_SIG = "strides=1, padding='valid', data_format='channels_last', dilation_rate=1"
+
+defop("depthwise_conv2d_backprop_input", "g, kernel, input_shape, " + _DW_BACKPROP_SIG,
+      tensors="g, kernel", float_inputs=True, shape_rule=_dw_bi_rule,
+      reference=_dw_bi_reference, grad=_dw_bi_grad, samples=_DWBI, dtypes=FLOATS,
+      tol="contraction",
+      doc="""Internal: the gradient of ``depthwise_conv2d`` with respect to its input
+      (``input_shape`` is the full input shape). Used by the gradient rules.""")
+
+defop("depthwise_conv2d_backprop_kernel", "x, g, kernel_shape, " + _DW_BACKPROP_SIG,
+      tensors="x, g", float_inputs=True, shape_rule=_dw_bk_rule, reference=_dw_bk_reference,
+      grad=_dw_bk_grad, samples=_DWBK, dtypes=FLOATS, tol="contraction",
+      doc="""Internal: the gradient of ``depthwise_conv2d`` with respect to its kernel
+      (``kernel_shape`` is the full kernel shape). Used by the gradient rules.""")
+
+
+# ---- pooling internals --------------------------------------------------------------------
+def _mp_rule(x, g, pool_size, strides=None, padding="valid", data_format="channels_last"):
+    geo = pool_geometry(x, pool_size, strides, padding, data_format, "max_pool_backprop")
+    _check_g(g, geo.out_shape())
+    return tuple(x)
+
+
+def _mp_reference(x, g, pool_size, strides=None, padding="valid", data_format="channels_last"):
+    geo = pool_geometry(x.shape, pool_size, strides, padding, data_format)
+    arg = _ref_max_pool_argmax(x, geo)
+    g = _to_cl(g, geo)
+    xp = np.zeros((x.shape[0], *geo.padded_sizes, geo.channels))
+    for i, off in enumerate(np.ndindex(*geo.kernel)):
+        xp[_tap(off, geo)] += np.where(arg == i, g, 0.0)
+    return _from_cl(_crop(xp, geo), geo)
+
+
+def _mp_grad(h, out, x, g, pool_size, strides, padding, data_format):
+    return (None, ops.max_pool_select(x, h, pool_size, strides, padding, data_format))
+
+
+def _ms_rule(x, h, pool_size, strides=None, padding="valid", data_format="channels_last"):
+    geo = pool_geometry(x, pool_size, strides, padding, data_format, "max_pool_select")
+    _check_g(h, x, "h")
+    return geo.out_shape()
+
+
+def _ms_reference(x, h, pool_size, strides=None, padding="valid", data_format="channels_last"):
+    geo = pool_geometry(x.shape, pool_size, strides, padding, data_format)
+    arg = _ref_max_pool_argmax(x, geo)
+    hp = _pad_cl(_to_cl(h, geo), geo.pads)
+    out = np.zeros(arg.shape)
+    for i, off in enumerate(np.ndindex(*geo.kernel)):
+        out += np.where(arg == i, hp[_tap(off, geo)], 0.0)
+    return _from_cl(out, geo)
+
+
+def _ms_grad(g, out, x, h, pool_size, strides, padding, data_format):
+    return (None, ops.max_pool_backprop(x, g, pool_size, strides, padding, data_format))
+
+
+def _mp_samples(dtype, rng):
+    out = []
+    for name, xs, k, s, p, df in _POOL_CASES:
+        xshape = _layout(xs, df)
+        geo = pool_geometry(xshape, k, s, p, df)
+        out.append(Sample((_r(rng, xshape, -3, 3), _r(rng, geo.out_shape()), k, s, p, df),
+                          name=name))
+    return out
+
+
+def _ms_samples(dtype, rng):
+    out = []
+    for name, xs, k, s, p, df in _POOL_CASES:
+        xshape = _layout(xs, df)
+        out.append(Sample((_r(rng, xshape, -3, 3), _r(rng, xshape), k, s, p, df), name=name))
+    return out
+
+
+defop("max_pool_backprop", "x, g, " + _POOL_SIG[3:], tensors="x, g", float_inputs=True,
+      shape_rule=_mp_rule, reference=_mp_reference, grad=_mp_grad, samples=_mp_samples,
+      dtypes=FLOATS, tol="reduction",
+      doc="""Internal: the gradient of ``max_pool`` with respect to ``x``: each window's
+      ``g`` added at the window's first maximum (row-major). Used by the gradient rules.""")
+
+defop("max_pool_select", "x, h, " + _POOL_SIG[3:], tensors="x, h", float_inputs=True,
+      shape_rule=_ms_rule, reference=_ms_reference, grad=_ms_grad, samples=_ms_samples,
+      dtypes=FLOATS, tol="exact",
+      doc="""Internal: for each ``max_pool`` window of ``x``, the value of ``h`` (shaped like
+      ``x``) at the window's first maximum; the adjoint of ``max_pool_backprop`` in ``g``.""")
+
+
+def _ap_rule(g, input_shape, pool_size, strides=None, padding="valid",
+             data_format="channels_last"):
+    input_shape = _full_shape(input_shape)
+    geo = pool_geometry(input_shape, pool_size, strides, padding, data_format,
+                        "avg_pool_backprop")
+    _check_g(g, geo.out_shape())
+    return input_shape
+
+
+def _ap_reference(g, input_shape, pool_size, strides=None, padding="valid",
+                  data_format="channels_last"):
+    geo = pool_geometry(_full_shape(input_shape), pool_size, strides, padding, data_format)
+    g = _to_cl(g, geo) / _ref_pool_count(geo)
+    xp = np.zeros((g.shape[0], *geo.padded_sizes, geo.channels))
+    for off in np.ndindex(*geo.kernel):
+        xp[_tap(off, geo)] += g
+    return _from_cl(_crop(xp, geo), geo)
+
+
+def _ap_grad(h, out, g, input_shape, pool_size, strides, padding, data_format):
+    return (ops.avg_pool(h, pool_size, strides, padding, data_format),)
+
+
+def _ap_samples(dtype, rng):
+    out = []
+    for name, xs, k, s, p, df in _POOL_CASES:
+        xshape = _layout(xs, df)
+        geo = pool_geometry(xshape, k, s, p, df)
+        out.append(Sample((_r(rng, geo.out_shape()), xshape, k, s, p, df), name=name))
+    return out
+
+
+defop("avg_pool_backprop", "g, input_shape, " + _POOL_SIG[3:], tensors="g", float_inputs=True,
+      shape_rule=_ap_rule, reference=_ap_reference, grad=_ap_grad, samples=_ap_samples,
+      dtypes=FLOATS, tol="reduction",
+      doc="""Internal: the gradient of ``avg_pool`` with respect to its input (shape
+      ``input_shape``): each window's ``g`` divided by its cell count and spread over it.""")
+

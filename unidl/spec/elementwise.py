@@ -3,15 +3,30 @@
 Each op is declared in one call: signature, dtype rule, reference, gradient rule, samples.
 Gradient rules take ``(g, out, *args)`` and return one cotangent per tensor input
 (``None`` where there is none); broadcasting is undone by the engine.
+
+Semantics every backend follows:
+
+* ``divide`` is true division: integer inputs give the default float (``float32``).
+* ``floor_divide`` and ``mod`` follow Python/NumPy: ``floor_divide(x, y) == floor(x / y)``
+  and ``mod(x, y) == x - y * floor_divide(x, y)``, so the sign of ``mod`` follows the
+  divisor. Integer division by zero is undefined (frameworks differ: 0, garbage or an error).
+* ``round`` rounds half to even.
+* ``maximum``, ``minimum`` and ``clip`` propagate NaN.
+* Comparisons, logical ops and ``isnan``/``isinf``/``isfinite`` return ``bool`` and have
+  no gradient; logical ops treat any nonzero value (NaN included) as true.
+* ``sign``, ``floor``, ``ceil``, ``round`` and ``floor_divide`` are piecewise constant:
+  they are declared not differentiable (their gradient is zero almost everywhere).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from unidl import ops
 from unidl.spec import samples as S
-from unidl.spec.core import COMPOSITE, defop
+from unidl.spec.core import Sample, defop
 from unidl.spec.rules import broadcast_rule, same_shape
 
 ALL = ("bool", "uint8", "int8", "int16", "int32", "int64",
@@ -19,10 +34,55 @@ ALL = ("bool", "uint8", "int8", "int16", "int32", "int64",
 NUMERIC = ALL[1:]
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype in FLOATS
+
+
+def _int_grid(low, high):
+    """Samples of a binary op on small integer values (floats too), so that ties occur."""
+
+    def gen(dtype, rng):
+        lo = 0 if dtype.startswith("u") else low
+
+        def val(shape):
+            if dtype == "bool":
+                return np.asarray(rng.random(shape) > 0.5)
+            v = rng.integers(lo, high + 1, size=shape)
+            return v.astype(np.float64) if _is_float(dtype) else v.astype(np.int64)
+
+        out = [Sample((val(sx), val(sy)), name=f"{sx}x{sy}", grad=False)
+               for sx, sy in S.BINARY_SHAPES]
+        if _is_float(dtype):
+            a = np.repeat(S.SPECIALS, len(S.SPECIALS))
+            b = np.tile(S.SPECIALS, len(S.SPECIALS))
+            out.append(Sample((a, b), name="nan_inf", grad=False, nan_ok=True))
+        return out
+
+    return gen
+
+
+def _combine(*gens):
+    def gen(dtype, rng):
+        out = []
+        for g in gens:
+            out.extend(g(dtype, rng))
+        return out
+
+    return gen
+
+
 # ---- arithmetic -------------------------------------------------------------------------
 defop("add", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcast_rule,
       reference=np.add, grad=lambda g, out, x, y: (g, g), samples=S.binary(),
       dtypes=NUMERIC, export={"onnx": "Add"}, doc="Elementwise ``x + y`` with broadcasting.")
+
+defop("subtract", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcast_rule,
+      reference=np.subtract, grad=lambda g, out, x, y: (g, ops.negative(g)),
+      samples=S.binary(), dtypes=NUMERIC, export={"onnx": "Sub"},
+      doc="Elementwise ``x - y`` with broadcasting (unsigned integers wrap around).")
 
 defop("multiply", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcast_rule,
       reference=np.multiply,
@@ -30,6 +90,340 @@ defop("multiply", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcas
       samples=S.binary(), dtypes=NUMERIC, export={"onnx": "Mul"},
       doc="Elementwise ``x * y`` with broadcasting.")
 
+
+def _divide_grad(g, out, x, y):
+    gx = ops.divide(g, y)
+    return gx, None if isinstance(y, (int, float)) else ops.negative(ops.multiply(gx, out))
+
+
+defop("divide", "x, y", tensors="x, y", float_inputs=True, shape_rule=broadcast_rule,
+      reference=np.true_divide, grad=_divide_grad, samples=S.binary(avoid_zero_rhs=True),
+      dtypes=NUMERIC, export={"onnx": "Div"},
+      doc="""Elementwise true division ``x / y`` with broadcasting.
+
+      Integer (and bool) inputs are converted to the default float first, so
+      ``divide(int32, int32)`` is ``float32``. Division by zero follows IEEE (``inf``,
+      ``nan``).""")
+
+
+def _floor_samples(dtype, rng):
+    """Floor division samples whose quotients are exact or far from an integer.
+
+    Floats: ``x`` on a grid of quarters and ``y`` on a grid of halves, so every quotient is
+    an exact integer or at least 1/12 away from one, and the rounding of float16/bfloat16
+    cannot move it across an integer. Gradient samples put ``x / y`` in ``(n + 0.1, n + 0.9)``.
+    Integers: both signs, divisor never zero.
+    """
+    out = []
+    if _is_float(dtype):
+        for sx, sy in S.BINARY_SHAPES:
+            x = np.asarray(rng.integers(-12, 13, size=sx) / 4.0)
+            m = rng.integers(1, 7, size=sy) * rng.choice([-1, 1], size=sy)
+            out.append(Sample((x, np.asarray(m / 2.0)), name=f"grid{sx}x{sy}", grad=False))
+        for sx, sy in (((3, 4), (3, 4)), ((2, 3), (3,))):
+            y = rng.uniform(0.5, 3.0, size=sy) * rng.choice([-1, 1], size=sy)
+            n = rng.integers(-3, 4, size=sx)  # sx is the broadcast shape here
+            x = y * (n + rng.uniform(0.1, 0.9, size=sx))
+            out.append(Sample((x, y), name=f"smooth{sx}x{sy}"))
+        # IEEE special values: the NumPy results (e.g. inf // 2 is nan, -1 // inf is -1)
+        a = np.repeat(S.SPECIALS, len(S.SPECIALS))
+        b = np.tile(S.SPECIALS, len(S.SPECIALS))
+        out.append(Sample((a, b), name="nan_inf", grad=False, nan_ok=True))
+    else:
+        for sx, sy in S.BINARY_SHAPES:
+            x = S.rand(rng, sx, dtype, -20, 20)
+            y = S.rand(rng, sy, dtype, -5, 5)
+            y = np.where(y == 0, 3, y)
+            out.append(Sample((x, y), name=f"{sx}x{sy}", grad=False))
+    return out
+
+
+defop("floor_divide", "x, y", tensors="x, y", shape_rule=broadcast_rule,
+      reference=np.floor_divide, differentiable=False, samples=_floor_samples,
+      dtypes=NUMERIC, doc="""Elementwise ``floor(x / y)`` (Python's ``//``) with broadcasting.
+
+      Rounds toward minus infinity for integers and floats alike (``-7 // 2 == -4``); special
+      values follow NumPy (``inf // 2`` is ``nan``, ``-1 // inf`` is ``-1``). Piecewise
+      constant: not differentiable.""")
+
+defop("mod", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.mod,
+      grad=lambda g, out, x, y: (g, ops.negative(ops.multiply(g, ops.floor_divide(x, y)))),
+      samples=_floor_samples, dtypes=NUMERIC, export={"onnx": "Mod"},
+      doc="""Elementwise remainder of floor division, ``x - y * floor(x / y)`` (Python's ``%``).
+
+      The result has the sign of the divisor ``y`` (``mod(-7, 2) == 1``,
+      ``mod(7, -2) == -1``), for integers and floats alike.""")
+
+defop("negative", "x", shape_rule=same_shape, reference=np.negative,
+      grad=lambda g, out, x: (ops.negative(g),), samples=S.unary(), dtypes=NUMERIC,
+      export={"onnx": "Neg"}, doc="Elementwise ``-x`` (unsigned integers wrap around).")
+
+
+def _is_scalar(v) -> bool:
+    """A Python number argument: it gets no gradient, so none is computed for it."""
+    return isinstance(v, (int, float))
+
+
+def _power_grad(g, out, x, y):
+    dx = ops.multiply(y, ops.power(x, ops.subtract(y, 1)))
+    gx = ops.where(ops.equal(y, 0), 0, ops.multiply(g, dx))
+    if _is_scalar(y):  # x ** 2: skip log(x), which warns for negative x
+        return gx, None
+    gy = ops.where(ops.logical_and(ops.equal(x, 0), ops.greater_equal(y, 0)), 0,
+                   ops.multiply(g, ops.multiply(out, ops.log(x))))
+    return gx, gy
+
+
+def _power_samples(dtype, rng):
+    if _is_float(dtype):
+        # positive bases for real results at any exponent; the special-values sample covers
+        # negative bases, zeros and infinities
+        return S.binary(low=0.5, high=3.0, low2=-2.0, high2=2.0)(dtype, rng) + [
+            Sample((np.array([-2.0, -1.5, -3.0, 0.0, 0.0, 2.0]),
+                    np.array([2.0, 3.0, -1.0, 2.0, 0.0, 0.0])),
+                   name="integer_exponents", grad=False)]
+    out = []
+    low = 0 if dtype.startswith("u") else -3
+    for sx, sy in S.BINARY_SHAPES:
+        x = rng.integers(low, 4, size=sx).astype(np.int64)
+        y = rng.integers(0, 4, size=sy).astype(np.int64)
+        out.append(Sample((x, y), name=f"{sx}x{sy}", grad=False))
+    return out
+
+
+defop("power", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.power,
+      grad=_power_grad, samples=_power_samples, dtypes=NUMERIC, export={"onnx": "Pow"},
+      doc="""Elementwise ``x ** y`` with broadcasting.
+
+      Integer powers stay integers (negative integer exponents are an error or undefined
+      on integer inputs: convert to a float first). The gradient with respect to ``y`` is
+      ``out * log(x)``, taken as 0 where ``x == 0`` and ``y >= 0``; with respect to ``x``
+      it is ``y * x ** (y - 1)``, taken as 0 where ``y == 0``.""")
+
+
+# ---- math functions ---------------------------------------------------------------------
+def _math(name, reference, grad, samples, onnx=None, doc=""):
+    defop(name, "x", float_inputs=True, shape_rule=same_shape, reference=reference,
+          grad=grad, samples=samples, dtypes=FLOATS,
+          export={"onnx": onnx} if onnx else {}, doc=doc)
+
+
 defop("exp", "x", float_inputs=True, shape_rule=same_shape, reference=np.exp,
       grad=lambda g, out, x: (ops.multiply(g, out),), samples=S.unary(-5, 5),
       dtypes=FLOATS, export={"onnx": "Exp"}, doc="Elementwise ``e ** x``.")
+
+_math("log", np.log, lambda g, out, x: (ops.divide(g, x),), S.unary(0.1, 5.0), "Log",
+      "Elementwise natural logarithm (``nan`` below 0, ``-inf`` at 0).")
+_math("log1p", np.log1p, lambda g, out, x: (ops.divide(g, ops.add(x, 1)),),
+      S.unary(-0.9, 5.0), None, "Elementwise ``log(1 + x)``, accurate for small ``x``.")
+_math("expm1", np.expm1, lambda g, out, x: (ops.multiply(g, ops.add(out, 1)),),
+      S.unary(-5.0, 3.0), None, "Elementwise ``exp(x) - 1``, accurate for small ``x``.")
+_math("sqrt", np.sqrt, lambda g, out, x: (ops.divide(g, ops.multiply(out, 2)),),
+      S.unary(0.1, 5.0), "Sqrt", "Elementwise square root (``nan`` below 0).")
+_math("rsqrt", lambda x: 1.0 / np.sqrt(x),
+      lambda g, out, x: (ops.multiply(ops.multiply(g, -0.5),
+                                      ops.multiply(out, ops.square(out))),),
+      S.unary(0.1, 5.0), None, "Elementwise ``1 / sqrt(x)``.")
+_math("reciprocal", np.reciprocal,
+      lambda g, out, x: (ops.negative(ops.multiply(g, ops.square(out))),),
+      S.unary(avoid_zero=True), "Reciprocal",
+      "Elementwise ``1 / x`` (integer inputs are converted to the default float first).")
+
+defop("square", "x", shape_rule=same_shape, reference=np.square,
+      grad=lambda g, out, x: (ops.multiply(g, ops.multiply(x, 2)),), samples=S.unary(),
+      dtypes=NUMERIC, doc="Elementwise ``x * x``.")
+
+defop("abs", "x", shape_rule=same_shape, reference=np.abs,
+      grad=lambda g, out, x: (ops.multiply(g, ops.sign(x)),), samples=S.unary(),
+      dtypes=NUMERIC, export={"onnx": "Abs"},
+      doc="Elementwise ``|x|``; the gradient is ``sign(x)`` (0 at 0).")
+
+defop("sign", "x", shape_rule=same_shape, reference=np.sign, differentiable=False,
+      samples=S.unary(), dtypes=NUMERIC, tol="exact", export={"onnx": "Sign"},
+      doc="Elementwise sign: -1, 0 or 1 (``nan`` for ``nan``). Not differentiable.")
+
+_HALVES = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, -3.5, 0.49, -0.51])
+for _name, _ref, _onnx, _doc in (
+        ("floor", np.floor, "Floor", "Elementwise largest integer ``<= x``."),
+        ("ceil", np.ceil, "Ceil", "Elementwise smallest integer ``>= x``."),
+        ("round", np.round, "Round",
+         "Elementwise rounding to the nearest integer, ties to even (``round(2.5) == 2``).")):
+    defop(_name, "x", float_inputs=True, shape_rule=same_shape, reference=_ref,
+          differentiable=False, samples=S.unary(-5.0, 5.0, extra=[(_HALVES.copy(),)]),
+          dtypes=FLOATS, tol="exact", export={"onnx": _onnx},
+          doc=_doc + " Integer inputs are converted to the default float. Not differentiable.")
+
+
+# ---- maximum, minimum, clip, where ------------------------------------------------------
+def _maximum_grad(g, out, x, y):
+    gx = ops.where(ops.greater(x, y), g, ops.where(ops.equal(x, y), ops.multiply(g, 0.5), 0))
+    return gx, ops.subtract(g, gx)
+
+
+def _minimum_grad(g, out, x, y):
+    gx = ops.where(ops.less(x, y), g, ops.where(ops.equal(x, y), ops.multiply(g, 0.5), 0))
+    return gx, ops.subtract(g, gx)
+
+
+_MINMAX_DOC = """Elementwise {what} of ``x`` and ``y`` with broadcasting; NaN propagates.
+
+      Gradient: ``g`` goes to the {which} argument; at ties (``x == y``) it is split equally,
+      ``g / 2`` to each (as PyTorch does; TensorFlow gives it all to ``x``)."""
+
+defop("maximum", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.maximum,
+      grad=_maximum_grad, samples=_combine(S.binary(), _int_grid(-2, 2)), dtypes=ALL,
+      export={"onnx": "Max"}, doc=_MINMAX_DOC.format(what="maximum", which="larger"))
+
+defop("minimum", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.minimum,
+      grad=_minimum_grad, samples=_combine(S.binary(), _int_grid(-2, 2)), dtypes=ALL,
+      export={"onnx": "Min"}, doc=_MINMAX_DOC.format(what="minimum", which="smaller"))
+
+
+def _clip_reference(x, x_min, x_max):
+    out = x
+    if x_min is not None:
+        out = np.maximum(out, x_min)
+    if x_max is not None:
+        out = np.minimum(out, x_max)
+    return np.array(out, copy=True)
+
+
+def _clip_grad(g, out, x, x_min, x_max):
+    inside = None
+    g_min = g_max = None
+    if x_min is not None:
+        below = ops.less(x, x_min)
+        g_min = ops.where(below, g, 0)
+        inside = ops.logical_not(below)
+    if x_max is not None:
+        above = ops.greater(x, x_max)
+        g_max = ops.where(above, g, 0)
+        inside = ops.logical_not(above) if inside is None else \
+            ops.logical_and(inside, ops.logical_not(above))
+    gx = g if inside is None else ops.where(inside, g, 0)
+    return gx, g_min, g_max
+
+
+def _clip_samples(dtype, rng):
+    unsigned = dtype.startswith("u")
+    lo_v, hi_v = (1.0, 2.0) if unsigned else (-1.0, 2.0)
+    x = S.rand(rng, (3, 4), dtype)
+    out = [
+        Sample((x, np.array(lo_v), np.array(hi_v)), name="scalar_bounds"),
+        Sample((S.rand(rng, (2, 5), dtype), np.array(lo_v), None), name="min_only"),
+        Sample((S.rand(rng, (2, 5), dtype), None, np.array(hi_v)), name="max_only"),
+        Sample((S.rand(rng, (0, 3), dtype), np.array(lo_v), np.array(hi_v)), name="empty"),
+    ]
+    if unsigned:
+        lo = rng.integers(0, 2, size=(4,)).astype(np.int64)
+        hi = rng.integers(2, 4, size=(3, 1)).astype(np.int64)
+    elif _is_float(dtype):
+        lo = rng.uniform(-2.0, -0.5, size=(4,))
+        hi = rng.uniform(0.5, 2.0, size=(3, 1))
+    else:
+        lo = rng.integers(-2, 0, size=(4,)).astype(np.int64)
+        hi = rng.integers(1, 3, size=(3, 1)).astype(np.int64)
+    out.append(Sample((S.rand(rng, (3, 4), dtype), lo, hi), name="tensor_bounds"))
+    out.append(Sample((S.rand(rng, (2, 1, 4), dtype), lo, hi), name="broadcast_bounds"))
+    if _is_float(dtype):
+        out.append(Sample((S.SPECIALS.copy(), np.array(-1.0), np.array(2.0)), name="nan_inf",
+                          grad=False, nan_ok=True))
+    return out
+
+
+defop("clip", "x, x_min=None, x_max=None", tensors="x, x_min, x_max",
+      shape_rule=broadcast_rule, reference=_clip_reference, grad=_clip_grad,
+      samples=_clip_samples, dtypes=NUMERIC, export={"onnx": "Clip"},
+      doc="""Elementwise ``minimum(maximum(x, x_min), x_max)``; either bound may be ``None``.
+
+      Bounds may be scalars or tensors (broadcast with ``x``); all three are promoted
+      together. NaN in ``x`` propagates. Where ``x_min > x_max`` the result is ``x_max``.
+      Gradient: ``g`` goes to ``x`` where ``x_min <= x <= x_max``, to ``x_min`` where
+      ``x < x_min`` and to ``x_max`` where ``x > x_max``.""")
+
+
+def _where_samples(dtype, rng):
+    out = []
+    shapes = [((3, 4), (3, 4), (3, 4)), ((3, 1), (1, 4), (4,)), ((), (2, 3), ()),
+              ((0, 3), (3,), (1, 1)), ((2, 3, 4), (4,), (3, 1))]
+    for sc, sx, sy in shapes:
+        c = np.asarray(rng.random(sc) > 0.5)
+        out.append(Sample((c, S.rand(rng, sx, dtype), S.rand(rng, sy, dtype)), keep=(0,),
+                          name=f"{sc}/{sx}/{sy}"))
+    if _is_float(dtype):
+        c = np.arange(len(S.SPECIALS)) % 2 == 0
+        out.append(Sample((c, S.SPECIALS.copy(), S.SPECIALS[::-1].copy()), keep=(0,),
+                          name="nan_inf", grad=False, nan_ok=True))
+    return out
+
+
+defop("where", "condition, x, y", tensors="condition, x, y", promote="x, y",
+      shape_rule=broadcast_rule, reference=lambda c, x, y: np.where(np.asarray(c, bool), x, y),
+      grad=lambda g, out, c, x, y: (None, ops.where(c, g, 0), ops.where(c, 0, g)),
+      samples=_where_samples, dtypes=ALL, tol="exact", export={"onnx": "Where"},
+      doc="""Elementwise ``x`` where ``condition`` is true, else ``y``, all three broadcast.
+
+      ``condition`` should be ``bool`` (other dtypes are read as ``!= 0``); ``x`` and ``y``
+      are promoted together.""")
+
+
+# ---- trigonometry and friends -----------------------------------------------------------
+_math("sin", np.sin, lambda g, out, x: (ops.multiply(g, ops.cos(x)),), S.unary(-5.0, 5.0),
+      "Sin", "Elementwise sine.")
+_math("cos", np.cos, lambda g, out, x: (ops.negative(ops.multiply(g, ops.sin(x))),),
+      S.unary(-5.0, 5.0), "Cos", "Elementwise cosine.")
+_math("tan", np.tan, lambda g, out, x: (ops.multiply(g, ops.add(ops.square(out), 1)),),
+      S.unary(-1.2, 1.2), "Tan", "Elementwise tangent.")
+_math("tanh", np.tanh, lambda g, out, x: (ops.multiply(g, ops.subtract(1, ops.square(out))),),
+      S.unary(-5.0, 5.0), "Tanh", "Elementwise hyperbolic tangent.")
+_math("arctan", np.arctan,
+      lambda g, out, x: (ops.divide(g, ops.add(ops.square(x), 1)),),
+      S.unary(-5.0, 5.0), "Atan", "Elementwise inverse tangent, in ``(-pi/2, pi/2)``.")
+
+_erf_reference = np.vectorize(math.erf, otypes=[np.float64])
+_math("erf", _erf_reference,
+      lambda g, out, x: (ops.multiply(g, ops.multiply(ops.exp(ops.negative(ops.square(x))),
+                                                      _TWO_OVER_SQRT_PI)),),
+      S.unary(-4.0, 4.0), "Erf", "Elementwise error function ``2/sqrt(pi) * int_0^x e^-t^2 dt``.")
+
+
+# ---- comparisons and logic (bool results, no gradient) ----------------------------------
+_CMP_SAMPLES = _combine(_int_grid(-2, 2), S.binary(specials=False))
+
+for _name, _ref, _sym, _onnx in (
+        ("equal", np.equal, "==", "Equal"), ("not_equal", np.not_equal, "!=", None),
+        ("less", np.less, "<", "Less"), ("less_equal", np.less_equal, "<=", "LessOrEqual"),
+        ("greater", np.greater, ">", "Greater"),
+        ("greater_equal", np.greater_equal, ">=", "GreaterOrEqual")):
+    defop(_name, "x, y", tensors="x, y", dtype_rule="bool", shape_rule=broadcast_rule,
+          reference=_ref, differentiable=False, samples=_CMP_SAMPLES, dtypes=ALL, tol="exact",
+          export={"onnx": _onnx} if _onnx else {},
+          doc=f"Elementwise ``x {_sym} y`` (``bool``), after promoting ``x`` and ``y`` "
+              "together. Comparisons with NaN are false (``not_equal``: true).")
+
+_LOGIC_SAMPLES = _int_grid(-1, 1)
+for _name, _ref, _onnx, _what in (("logical_and", np.logical_and, "And", "and"),
+                                  ("logical_or", np.logical_or, "Or", "or")):
+    defop(_name, "x, y", tensors="x, y", dtype_rule="bool", shape_rule=broadcast_rule,
+          reference=_ref, differentiable=False, samples=_LOGIC_SAMPLES, dtypes=ALL,
+          tol="exact", export={"onnx": _onnx},
+          doc=f"Elementwise logical {_what} (``bool``); nonzero values (NaN too) are true.")
+
+
+def _logic_unary_samples(dtype, rng):
+    x = _int_grid(-1, 1)(dtype, rng)
+    return [Sample((s.args[0],), name=s.name, grad=False) for s in x]
+
+
+defop("logical_not", "x", dtype_rule="bool", shape_rule=same_shape, reference=np.logical_not,
+      differentiable=False, samples=_logic_unary_samples, dtypes=ALL, tol="exact",
+      export={"onnx": "Not"}, doc="Elementwise logical not (``bool``): ``x == 0``.")
+
+for _name, _ref, _onnx, _doc in (
+        ("isnan", np.isnan, "IsNaN", "Elementwise test for NaN (``bool``)."),
+        ("isinf", np.isinf, "IsInf", "Elementwise test for ``+-inf`` (``bool``)."),
+        ("isfinite", np.isfinite, None, "Elementwise test for a finite value (``bool``).")):
+    defop(_name, "x", dtype_rule="bool", shape_rule=same_shape, reference=_ref,
+          differentiable=False, samples=S.unary(), dtypes=ALL, tol="exact",
+          export={"onnx": _onnx} if _onnx else {},
+          doc=_doc + " Integer and bool inputs are always finite.")

@@ -1,1 +1,474 @@
-"""reduction ops (being filled in)."""
+"""Reductions: sum, mean, max, min, prod, var, std, argmax, argmin, logsumexp, cumsum, any, all.
+
+Every reduction takes ``axis`` (``None`` for all axes, an int or a tuple of ints, negative
+values counting from the end) and ``keepdims`` like NumPy. Integer sums and products keep
+the input's integer dtype (wrapping around on overflow, the same on every backend); a bool
+input sums to ``int32``. Float reductions of ``float16``/``bfloat16`` accumulate in float32.
+
+Gradient rules take ``(g, out, *args)``; integer and bool inputs get no gradient (``None``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unidl import dtypes as _dt
+from unidl import ops
+from unidl.spec import samples as S
+from unidl.spec.core import Sample, ShapeMismatch, defop
+from unidl.spec.rules import normalize_axes, normalize_axis, reduce_shape
+
+__all__: list[str] = []
+
+ALL = _dt.DTYPES
+NUMERIC = _dt.INT_DTYPES + _dt.FLOAT_DTYPES
+FLOATS = _dt.FLOAT_DTYPES
+
+
+# ---- helpers (used by several rules) -------------------------------------------------------
+def _is_float(t) -> bool:
+    return _dt.is_float(ops.dtype(t))
+
+
+def _kept_shape(shape, axis) -> tuple:
+    """``shape`` with the reduced axes set to 1 (the ``keepdims=True`` output shape)."""
+    return reduce_shape(shape, axis, True)
+
+
+def _expand(g, shape, axis):
+    """Cotangent ``g`` of a reduction broadcast back to the input ``shape``."""
+    return ops.broadcast_to(ops.reshape(g, _kept_shape(shape, axis)), shape)
+
+
+def _n_reduced(shape, axis) -> int:
+    return int(np.prod([shape[a] for a in normalize_axes(axis, len(shape))], dtype=np.int64))
+
+
+def _zeros(shape, dtype):
+    return ops.zeros(tuple(shape), dtype)
+
+
+def _sum_dtype(x, *rest):
+    return "int32" if x == "bool" else x
+
+
+def _ref_int_or_float(fn):
+    """Reference wrapper: integer inputs reduce in their own dtype (wrapping like the kernels)."""
+
+    def ref(x, axis=None, keepdims=False):
+        x = np.asarray(x)
+        axis = None if axis is None else tuple(normalize_axes(axis, x.ndim))
+        if x.dtype == bool:
+            return fn(x, axis=axis, keepdims=keepdims, dtype=np.int32)
+        if x.dtype.kind in "iu":
+            return fn(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
+        return fn(x, axis=axis, keepdims=keepdims)
+
+    return ref
+
+
+def _ref_axis(fn):
+    def ref(x, axis=None, keepdims=False, *rest):
+        x = np.asarray(x)
+        axis = None if axis is None else tuple(normalize_axes(axis, x.ndim))
+        return fn(x, axis, keepdims, *rest)
+
+    return ref
+
+
+def _with_specials(gen, extra=()):
+    """Add a NaN/inf propagation sample (reduced along the last axis) for float dtypes."""
+
+    def samples(dtype, rng):
+        out = gen(dtype, rng)
+        if _dt.is_float(dtype):
+            rows = np.array([[np.nan, 1.0, 2.0, -1.0],
+                             [np.inf, 1.0, -2.0, 0.5],
+                             [-np.inf, 1.0, 0.0, 3.0],
+                             [np.inf, -np.inf, 1.0, 2.0],
+                             [1.0, 2.0, np.nan, np.inf]])
+            out.append(Sample((rows, -1, False, *extra), name="nan_inf", grad=False,
+                              nan_ok=True))
+        return out
+
+    return samples
+
+
+# ---- sum, mean, prod -----------------------------------------------------------------------
+def _sum_grad(g, out, x, axis, keepdims):
+    if not _is_float(x):
+        return (None,)
+    return (_expand(g, ops.shape(x), axis),)
+
+
+defop("sum", "x, axis=None, keepdims=False", dtype_rule=_sum_dtype,
+      shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
+      reference=_ref_int_or_float(np.sum), grad=_sum_grad,
+      samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
+      export={"onnx": "ReduceSum"},
+      doc="""Sum of ``x`` over ``axis`` (all axes when None).
+
+      Integer inputs sum in their own dtype (wrapping on overflow); bool sums to int32.""")
+
+
+def _mean_grad(g, out, x, axis, keepdims):
+    if not _is_float(x):
+        return (None,)
+    shape = ops.shape(x)
+    n = _n_reduced(shape, axis)
+    return (ops.multiply(_expand(g, shape, axis), 1.0 / n if n else 0.0),)
+
+
+defop("mean", "x, axis=None, keepdims=False", float_inputs=True,
+      shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
+      reference=_ref_axis(lambda x, a, k: np.mean(x, axis=a, keepdims=k)), grad=_mean_grad,
+      samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
+      export={"onnx": "ReduceMean"},
+      doc="Arithmetic mean over ``axis``; integer inputs give float32. Empty: NaN.")
+
+
+def _prod_samples(dtype, rng):
+    if not _dt.is_float(dtype):
+        return S.reduction(-2, 2)(dtype, rng)
+    out = []
+    sign = np.where(rng.random((3, 4, 5)) < 0.5, -1.0, 1.0)
+    x = sign * rng.uniform(0.6, 1.4, (3, 4, 5))
+    for axis in (None, 0, -1, (0, 2), (-1, -2)):
+        for kd in (False, True):
+            out.append(Sample((x, axis, kd), name=f"axis={axis},kd={kd}"))
+    z = rng.uniform(0.6, 1.4, (4, 5))
+    z[0, 2] = 0.0  # one zero in a row
+    z[1, 1] = z[1, 3] = 0.0  # two zeros in a row
+    out.append(Sample((z, -1, False), name="zeros_row"))
+    out.append(Sample((z, None, True), name="zeros_all"))
+    out.append(Sample((z, 0, False), name="zeros_col"))
+    out.append(Sample((np.asarray(rng.uniform(0.5, 2.0)), None, False), name="scalar"))
+    out.append(Sample((rng.uniform(0.5, 2.0, (0, 3)), 0, False), name="empty_axis", grad=False))
+    out.append(Sample((rng.uniform(0.5, 2.0, (0, 3)), 1, False), name="empty", grad=False))
+    return out
+
+
+def _exclusive_cumprod_last(t):
+    """Exclusive cumulative product along the last axis (a log-depth scan of multiplies)."""
+    shape = ops.shape(t)
+    n, nd = shape[-1], len(shape)
+    lead_pad = [(0, 0)] * (nd - 1)
+
+    def shift(v, k):  # v shifted right by k along the last axis, filled with ones
+        kept = ops.slice(v, (0,) * nd, shape[:-1] + (n - k,))
+        return ops.pad(kept, lead_pad + [(k, 0)], "constant", 1)
+
+    p = shift(t, 1)
+    k = 1
+    while k < n:
+        p = ops.multiply(p, shift(p, k))
+        k *= 2
+    return p
+
+
+def _prod_grad(g, out, x, axis, keepdims):
+    """d prod / d x_i is the product of the other elements (exact with zeros, no division)."""
+    if not _is_float(x):
+        return (None,)
+    shape = ops.shape(x)
+    nd = len(shape)
+    red = normalize_axes(axis, nd)
+    kept = tuple(a for a in range(nd) if a not in red)
+    n = _n_reduced(shape, axis)
+    if n == 0 or 0 in shape:
+        return (_zeros(shape, ops.dtype(x)),)
+    perm = kept + red
+    kept_shape = tuple(shape[a] for a in kept)
+    t = ops.reshape(ops.transpose(x, perm), kept_shape + (n,))
+    others = ops.multiply(_exclusive_cumprod_last(t),
+                          ops.flip(_exclusive_cumprod_last(ops.flip(t, -1)), -1))
+    gx = ops.multiply(others, ops.reshape(g, kept_shape + (1,)))
+    gx = ops.reshape(gx, tuple(shape[a] for a in perm))
+    return (ops.transpose(gx, tuple(int(i) for i in np.argsort(perm))),)
+
+
+defop("prod", "x, axis=None, keepdims=False", dtype_rule=_sum_dtype,
+      shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
+      reference=_ref_int_or_float(np.prod), grad=_prod_grad, samples=_prod_samples,
+      dtypes=ALL, tol="reduction", export={"onnx": "ReduceProd"},
+      doc="""Product over ``axis``. Integer inputs multiply in their own dtype; bool gives int32.
+
+      The gradient is the product of the other elements (exclusive cumulative products), so
+      inputs containing zeros get exact gradients.""")
+
+
+# ---- max, min ------------------------------------------------------------------------------
+def _nonempty_reduce_rule(x, axis=None, keepdims=False):
+    axes = normalize_axes(axis, len(x))
+    for a in axes:
+        if x[a] == 0:
+            raise ShapeMismatch(f"expected a non-empty reduction axis, got axis {a} of size 0 "
+                                f"in shape {tuple(x)} (the reduction has no identity)")
+    if axis is None and 0 in tuple(x):
+        raise ShapeMismatch(f"expected a non-empty tensor, got shape {tuple(x)}")
+    return reduce_shape(x, axis, keepdims)
+
+
+def _extreme_grad(g, out, x, axis, keepdims):
+    if not _is_float(x):
+        return (None,)
+    shape = ops.shape(x)
+    dt = ops.dtype(x)
+    mask = ops.cast(ops.equal(x, ops.reshape(out, _kept_shape(shape, axis))), dt)
+    count = ops.sum(mask, axis, True)
+    return (ops.multiply(_expand(g, shape, axis), ops.divide(mask, count)),)
+
+
+def _extreme_samples(dtype, rng):
+    out = S.reduction(empty=False)(dtype, rng)
+    out.append(Sample((rng.uniform(-3, 3, (0, 3)) if _dt.is_float(dtype)
+                       else S.rand(rng, (0, 3), dtype), 1, False), name="empty", grad=False))
+    tie = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 1.0, 0.0, 1.0]])
+    if dtype == "bool":
+        tie = tie > 0.5
+    out.append(Sample((tie, -1, False), name="ties", grad=False))
+    return out
+
+
+_EXTREME_DOC = """{what} of ``x`` over ``axis``; NaN propagates. Errors on an empty reduction.
+
+      Gradient: the cotangent goes to the elements equal to the result and is split equally
+      among ties (``g / count`` to each tied element)."""
+
+defop("max", "x, axis=None, keepdims=False", shape_rule=_nonempty_reduce_rule,
+      reference=_ref_axis(lambda x, a, k: np.max(x, axis=a, keepdims=k)), grad=_extreme_grad,
+      samples=_with_specials(_extreme_samples), dtypes=ALL, tol="reduction",
+      export={"onnx": "ReduceMax"}, doc=_EXTREME_DOC.format(what="Maximum"))
+
+defop("min", "x, axis=None, keepdims=False", shape_rule=_nonempty_reduce_rule,
+      reference=_ref_axis(lambda x, a, k: np.min(x, axis=a, keepdims=k)), grad=_extreme_grad,
+      samples=_with_specials(_extreme_samples), dtypes=ALL, tol="reduction",
+      export={"onnx": "ReduceMin"}, doc=_EXTREME_DOC.format(what="Minimum"))
+
+
+# ---- var, std ------------------------------------------------------------------------------
+def _var_rule(x, axis=None, keepdims=False, ddof=0):
+    return reduce_shape(x, axis, keepdims)
+
+
+def _var_grad(g, out, x, axis, keepdims, ddof):
+    if not _is_float(x):
+        return (None,)
+    shape = ops.shape(x)
+    n = _n_reduced(shape, axis)
+    centered = ops.subtract(x, ops.mean(x, axis, True))
+    scale = 2.0 / (n - ddof) if n - ddof > 0 else float("inf")
+    return (ops.multiply(_expand(g, shape, axis), ops.multiply(centered, scale)),)
+
+
+def _std_grad(g, out, x, axis, keepdims, ddof):
+    if not _is_float(x):
+        return (None,)
+    shape = ops.shape(x)
+    (gv,) = _var_grad(g, out, x, axis, keepdims, ddof)
+    # where std is 0 (one element, or all equal) the gradient is taken as 0, as the central
+    # difference gives; torch and TF give NaN there
+    o = _expand(out, shape, axis)
+    pos = ops.greater(o, 0)
+    safe = ops.where(pos, o, ops.ones_like(o))
+    return (ops.where(pos, ops.divide(ops.multiply(gv, 0.5), safe), ops.zeros_like(gv)),)
+
+
+def _var_samples(dtype, rng):
+    out = S.reduction()(dtype, rng)
+    for smp in out:
+        if smp.name == "scalar":  # std's gradient at 0 is NaN in torch and TF
+            smp.grad = False
+    x = S.rand(rng, (3, 4, 5), dtype)
+    out.append(Sample((x, -1, False, 1), name="ddof=1"))
+    out.append(Sample((x, (0, 1), True, 1), name="ddof=1,kd"))
+    return out
+
+
+defop("var", "x, axis=None, keepdims=False, ddof=0", float_inputs=True, shape_rule=_var_rule,
+      reference=_ref_axis(lambda x, a, k, d=0: np.var(x, axis=a, keepdims=k, ddof=d)),
+      grad=_var_grad, samples=_with_specials(_var_samples, (0,)), dtypes=ALL, tol="reduction",
+      doc="Variance over ``axis``: ``sum((x - mean)**2) / (n - ddof)``.")
+
+defop("std", "x, axis=None, keepdims=False, ddof=0", float_inputs=True, shape_rule=_var_rule,
+      reference=_ref_axis(lambda x, a, k, d=0: np.std(x, axis=a, keepdims=k, ddof=d)),
+      grad=_std_grad, samples=_with_specials(_var_samples, (0,)), dtypes=ALL, tol="reduction",
+      doc="Standard deviation over ``axis``: ``sqrt(var(x, axis, keepdims, ddof))``.")
+
+
+# ---- argmax, argmin ------------------------------------------------------------------------
+def _arg_rule(x, axis=None, keepdims=False):
+    if axis is not None and not isinstance(axis, (int, np.integer)):
+        raise ShapeMismatch(f"expected an int or None for axis, got {axis!r}")
+    if axis is None:
+        if 0 in tuple(x):
+            raise ShapeMismatch(f"expected a non-empty tensor, got shape {tuple(x)}")
+        return (1,) * len(x) if keepdims else ()
+    a = normalize_axis(axis, len(x))
+    if len(x) and x[a] == 0:
+        raise ShapeMismatch(f"expected a non-empty axis {axis}, got shape {tuple(x)}")
+    return reduce_shape(x, axis, keepdims)
+
+
+def _ref_arg(fn):
+    def ref(x, axis=None, keepdims=False):
+        x = np.asarray(x)
+        if axis is None:
+            r = fn(x.reshape(-1))
+            return np.reshape(r, (1,) * x.ndim if keepdims else ()).astype(np.int64)
+        return fn(x, axis=axis, keepdims=keepdims).astype(np.int64)
+
+    return ref
+
+
+def _arg_samples(dtype, rng):
+    out = []
+    x = S.rand(rng, (3, 4, 5), dtype)
+    for axis in (None, 0, 1, -1):
+        for kd in (False, True):
+            out.append(Sample((x, axis, kd), name=f"axis={axis},kd={kd}"))
+    out.append(Sample((S.rand(rng, (), dtype), None, False), name="scalar"))
+    out.append(Sample((S.rand(rng, (0, 3), dtype), 1, False), name="empty_rows"))
+    tie = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 1.0, 0.0, 1.0]])
+    out.append(Sample((tie > 0.5 if dtype == "bool" else tie, -1, False), name="ties"))
+    out.append(Sample((tie > 0.5 if dtype == "bool" else tie, 0, True), name="ties0"))
+    if _dt.is_float(dtype):
+        nan = np.array([[1.0, np.nan, 3.0, np.nan], [np.inf, np.nan, -np.inf, 0.0],
+                        [-np.inf, 1.0, np.inf, np.inf], [2.0, 1.0, 0.0, -1.0]])
+        out.append(Sample((nan, -1, False), name="nan_inf", nan_ok=True))
+        out.append(Sample((nan, None, False), name="nan_flat", nan_ok=True))
+    return out
+
+
+_ARG_DOC = """Index (int64) of the {what} of ``x`` along ``axis`` (of the flattened tensor
+      when None). Ties give the first occurrence; a NaN counts as the {what} (first NaN wins),
+      as in NumPy. Errors on an empty reduction."""
+
+defop("argmax", "x, axis=None, keepdims=False", dtype_rule="index", shape_rule=_arg_rule,
+      reference=_ref_arg(np.argmax), differentiable=False, samples=_arg_samples, dtypes=ALL,
+      tol="exact", export={"onnx": "ArgMax"}, doc=_ARG_DOC.format(what="maximum"))
+
+defop("argmin", "x, axis=None, keepdims=False", dtype_rule="index", shape_rule=_arg_rule,
+      reference=_ref_arg(np.argmin), differentiable=False, samples=_arg_samples, dtypes=ALL,
+      tol="exact", export={"onnx": "ArgMin"}, doc=_ARG_DOC.format(what="minimum"))
+
+
+# ---- logsumexp -----------------------------------------------------------------------------
+def _logsumexp_ref(x, axis=None, keepdims=False):
+    x = np.asarray(x, dtype=np.float64)
+    axis = None if axis is None else tuple(normalize_axes(axis, x.ndim))
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
+        out = np.log(s) + m
+    if not keepdims:
+        out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+    return out
+
+
+def _logsumexp_grad(g, out, x, axis, keepdims):
+    if not _is_float(x):
+        return (None,)
+    shape = ops.shape(x)
+    shifted = ops.subtract(x, _expand(out, shape, axis))
+    return (ops.multiply(_expand(g, shape, axis), ops.exp(shifted)),)
+
+
+def _logsumexp_samples(dtype, rng):
+    out = S.reduction(-5, 5)(dtype, rng)
+    big = rng.uniform(-5, 5, (3, 6)) + np.array([[1000.0], [-1000.0], [80.0]])
+    out.append(Sample((big, -1, False), name="large_logits"))
+    out.append(Sample((rng.uniform(-5, 5, (3, 0)), -1, True), name="empty_axis", grad=False))
+    return out
+
+
+defop("logsumexp", "x, axis=None, keepdims=False", float_inputs=True,
+      shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
+      reference=_logsumexp_ref, grad=_logsumexp_grad,
+      samples=_with_specials(_logsumexp_samples), dtypes=ALL, tol="reduction",
+      doc="""``log(sum(exp(x)))`` over ``axis``, computed stably (the maximum is subtracted
+      first), so large logits do not overflow. An empty reduction gives ``-inf``.
+
+      Gradient: ``g * exp(x - out)`` (the softmax of ``x`` along ``axis``).""")
+
+
+# ---- cumsum --------------------------------------------------------------------------------
+def _cumsum_rule(x, axis=None):
+    if axis is None:
+        return (int(np.prod(x, dtype=np.int64)),)
+    normalize_axis(axis, len(x))
+    return tuple(x) if len(x) else (1,)
+
+
+def _cumsum_ref(x, axis=None):
+    x = np.asarray(x)
+    dt = np.int32 if x.dtype == bool else x.dtype
+    return np.cumsum(x, axis=axis, dtype=dt)
+
+
+def _cumsum_grad(g, out, x, axis):
+    if not _is_float(x):
+        return (None,)
+    if axis is None:
+        rev = ops.flip(ops.cumsum(ops.flip(g, 0), 0), 0)
+        return (ops.reshape(rev, ops.shape(x)),)
+    if not ops.shape(x):
+        return (ops.reshape(g, ()),)
+    return (ops.flip(ops.cumsum(ops.flip(g, axis), axis), axis),)
+
+
+def _cumsum_samples(dtype, rng):
+    x = S.rand(rng, (3, 4, 5), dtype)
+    out = [Sample((x, axis), name=f"axis={axis}") for axis in (None, 0, 1, -1)]
+    out.append(Sample((S.rand(rng, (), dtype), None), name="scalar"))
+    out.append(Sample((S.rand(rng, (2, 0), dtype), 1), name="empty", grad=False))
+    out.append(Sample((S.rand(rng, (2, 0), dtype), None), name="empty_flat", grad=False))
+    if _dt.is_float(dtype):
+        out.append(Sample((np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, -np.inf]]), -1),
+                          name="nan_inf", grad=False, nan_ok=True))
+    return out
+
+
+defop("cumsum", "x, axis=None", dtype_rule=_sum_dtype, shape_rule=_cumsum_rule,
+      reference=_cumsum_ref, grad=_cumsum_grad, samples=_cumsum_samples, dtypes=ALL,
+      tol="reduction", export={"onnx": "CumSum"},
+      doc="""Cumulative sum along ``axis``; ``axis=None`` sums the flattened tensor (1-D
+      result), as in NumPy. Integer inputs keep their dtype; bool gives int32.
+
+      Gradient: the reversed cumulative sum of ``g``.""")
+
+
+# ---- any, all ------------------------------------------------------------------------------
+def _logical_samples(dtype, rng):
+    x = S.rand(rng, (3, 4, 5), dtype)
+    if dtype != "bool":
+        x = np.where(rng.random((3, 4, 5)) < 0.6, 0, x)
+        x[0] = np.where(x[0] == 0, 1, x[0])  # a slab that is all true
+    else:
+        x[0] = True
+    x[1, 0] = 0  # a row that is all false
+    out = []
+    for axis in (None, 0, -1, (0, 2), (-1, -2)):
+        for kd in (False, True):
+            out.append(Sample((x, axis, kd), name=f"axis={axis},kd={kd}"))
+    out.append(Sample((S.rand(rng, (), dtype), None, False), name="scalar"))
+    out.append(Sample((S.rand(rng, (0, 3), dtype), 0, False), name="empty_axis"))
+    out.append(Sample((S.rand(rng, (0, 3), dtype), None, True), name="empty_all"))
+    if _dt.is_float(dtype):
+        out.append(Sample((np.array([[np.nan, 0.0], [0.0, 0.0], [np.inf, -np.inf]]), -1, False),
+                          name="nan_inf"))
+    return out
+
+
+defop("any", "x, axis=None, keepdims=False", dtype_rule="bool",
+      shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
+      reference=_ref_axis(lambda x, a, k: np.any(x, axis=a, keepdims=k)), differentiable=False,
+      samples=_logical_samples, dtypes=ALL, tol="exact",
+      doc="Whether any element along ``axis`` is nonzero (NaN counts as true); empty: False.")
+
+defop("all", "x, axis=None, keepdims=False", dtype_rule="bool",
+      shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
+      reference=_ref_axis(lambda x, a, k: np.all(x, axis=a, keepdims=k)), differentiable=False,
+      samples=_logical_samples, dtypes=ALL, tol="exact",
+      doc="Whether every element along ``axis`` is nonzero (NaN counts as true); empty: True.")

@@ -15,7 +15,8 @@ from unidl.spec.core import Sample
 __all__ = ["rand", "unary", "binary", "SPECIALS", "UNARY_SHAPES", "BINARY_SHAPES", "reduction"]
 
 UNARY_SHAPES = [(3, 4), (), (2, 0, 3), (2, 3, 5)]
-BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((2, 3, 4), (4,)), ((), (2, 3)), ((0, 3), (3,))]
+BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 1), (1, 4)), ((2, 3, 4), (4,)), ((), (2, 3)),
+                 ((0, 3), (3,))]
 
 #: special values used in NaN/inf propagation samples
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5])
