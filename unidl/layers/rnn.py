@@ -190,7 +190,9 @@ class RNN(Layer):
         sizes = self.state_size
         if initial_state is None:
             if self.stateful and self._state_vars is not None:
-                return [v.value for v in self._state_vars]
+                # a copy: the Variables are updated in place after the call, and PyTorch's
+                # autograd rejects a saved tensor that changed
+                return [ops.add(ops.stop_gradient(v.value), 0.0) for v in self._state_vars]
             getter = getattr(self.cell, "get_initial_state", None)
             if isinstance(self.cell, _Cell) and getter is not None:
                 return list(getter(x))
