@@ -28,10 +28,16 @@ from unidl.backend.state import current_backend
 __all__ = ["Variable"]
 
 
-def _ops():
-    from unidl import ops
+_OPS = []
 
-    return ops
+
+def _ops():
+    """``unidl.ops`` (imported on first use; cached, as this is on the training hot path)."""
+    if not _OPS:
+        from unidl import ops
+
+        _OPS.append(ops)
+    return _OPS[0]
 
 
 class Variable:
@@ -73,7 +79,11 @@ class Variable:
 
     @property
     def value(self):
-        """The current value as a native tensor of the Variable's backend."""
+        """The current value as a native tensor of the Variable's backend.
+
+        On NumPy and PyTorch this is the storage itself, which ``assign`` updates in place;
+        use :meth:`numpy` for a snapshot. On TensorFlow it is a read of the ``tf.Variable``.
+        """
         o = self._override
         return self._be.read_variable(self._storage) if o is None else o
 

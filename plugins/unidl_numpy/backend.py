@@ -69,7 +69,7 @@ class NumpyBackend(Backend):
         return x.astype(_dt.numpy_dtype(dtype))
 
     def new_variable(self, value, trainable, name):
-        return np.array(value, copy=True)
+        return np.array(value, copy=True, order="C")  # C order: BLAS-friendly storage
 
     def assign_variable(self, storage, value):
         if storage.shape == np.shape(value):

@@ -172,4 +172,5 @@ class TensorFlowBackend(Backend):
             tf.config.experimental.enable_tensor_float_32_execution(was)
 
     def compile_function(self, fn, jit=False):
-        return tf.function(fn, jit_compile=bool(jit), reduce_retracing=True)
+        # unidl code uses only Python control flow: autograph would only slow tracing down
+        return tf.function(fn, jit_compile=bool(jit), reduce_retracing=True, autograph=False)

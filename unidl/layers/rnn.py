@@ -12,7 +12,8 @@ order; pass them by keyword to be safe).
 * ``sequences``: ``(batch, time, features)`` (``(time, batch, features)`` with
   ``time_major=True``).
 * ``initial_state``: a list of ``(batch, units)`` tensors (LSTM: ``[h, c]``); zeros if omitted.
-* ``mask``: boolean ``(batch, time)``; ``False`` marks a padded step. Semantics are Keras 3's:
+* ``mask``: boolean ``(batch, time)`` (also with ``time_major``); ``False`` marks a padded
+  step. Semantics are Keras 3's:
   at a masked step every state is carried over unchanged and the step's output is the
   previous step's output (zeros before the first unmasked step). With
   ``zero_output_for_mask=True`` (which :class:`Bidirectional` sets when it returns sequences,
@@ -129,6 +130,7 @@ class RNN(Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.time_major = bool(time_major)
         self.activity_regularizer = activity_regularizer
+        self.supports_masking = True
         object.__setattr__(self, "_state_vars", None)
 
     # -- sizes ------------------------------------------------------------------------------
@@ -190,6 +192,11 @@ class RNN(Layer):
         sizes = self.state_size
         if initial_state is None:
             if self.stateful and self._state_vars is not None:
+                batch = ops.shape(x)[0]
+                if batch != self._state_vars[0].shape[0]:
+                    raise LayerError(self, f"stateful: expected batches of "
+                                           f"{self._state_vars[0].shape[0]} sequences (the first "
+                                           f"call's), got {batch}")
                 # a copy: the Variables are updated in place after the call, and PyTorch's
                 # autograd rejects a saved tensor that changed
                 return [ops.add(ops.stop_gradient(v.value), 0.0) for v in self._state_vars]
@@ -322,6 +329,16 @@ class RNN(Layer):
                           name=f"{self.name}/state_{i}")
                  for i, n in enumerate(self.state_size)]
         object.__setattr__(self, "_state_vars", vars_)
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of the outputs: the input mask for a sequence output, else ``None``
+        (and ``None`` for each returned state)."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        out = mask if self.return_sequences else None
+        if self.return_state:
+            return [out] + [None] * len(self.state_size)
+        return out
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
@@ -613,8 +630,6 @@ class Bidirectional(Layer):
     _MERGE_MODES = ("sum", "mul", "ave", "concat", None)
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
-        if "name" not in kwargs or kwargs["name"] is None:
-            kwargs["name"] = unique_name(f"bidirectional_{getattr(layer, 'name', 'rnn')}")
         super().__init__(**kwargs)
         if not isinstance(layer, Layer):
             raise LayerError(self, f"expected a recurrent layer, got {type(layer).__name__}")
@@ -651,6 +666,7 @@ class Bidirectional(Layer):
             if hasattr(sub, "zero_output_for_mask"):
                 sub.zero_output_for_mask = self.return_sequences
         self._initial_weights = list(weights) if weights is not None else None
+        self.supports_masking = True
 
     def build(self, input_shape):
         for sub in (self.forward_layer, self.backward_layer):
@@ -712,6 +728,17 @@ class Bidirectional(Layer):
         f = getattr(self.forward_layer, "states", None)
         b = getattr(self.backward_layer, "states", None)
         return list(f) + list(b) if f and b else None
+
+    def compute_mask(self, inputs, mask=None):
+        """The input mask for sequence outputs (one per output with ``merge_mode=None``)."""
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        out = mask if self.return_sequences else None
+        outs = [out, out] if self.merge_mode is None else [out]
+        if self.return_state:
+            n = len(getattr(self.forward_layer, "state_size", [])) * 2
+            return outs + [None] * n
+        return outs[0] if len(outs) == 1 else outs
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)

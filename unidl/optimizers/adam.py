@@ -27,6 +27,20 @@ class _AdamBase(Optimizer):
         self.beta_2 = _check_beta(cls, "beta_2", beta_2)
         self.epsilon = _check_positive(cls, "epsilon", epsilon, allow_zero=True)
 
+    def _constants(self):
+        b1, b2 = self.beta_1, self.beta_2
+        return {"b1": b1, "b2": b2, "one_b1": 1.0 - b1, "one_b2": 1.0 - b2, "eps": self.epsilon}
+
+    def _moments(self, m_var, v_var, g, c):
+        """The new first and second moments (assigned), as torch: ``m = b1 m + (1 - b1) g``,
+        ``v = b2 v + (1 - b2) g**2``."""
+        ops = _ops()
+        m = ops.add(ops.multiply(m_var.value, c.b1), ops.multiply(g, c.one_b1))
+        v = ops.add(ops.multiply(v_var.value, c.b2), ops.multiply(ops.square(g), c.one_b2))
+        m_var._assign_native(m)
+        v_var._assign_native(v)
+        return m, v
+
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
@@ -66,19 +80,14 @@ class Adam(_AdamBase):
             decay = ops.subtract(1.0, ops.multiply(lr, self.weight_decay))
         return (ops.divide(lr, bc1), sqrt_bc2, decay)
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
         step_size, sqrt_bc2, factor = s
-        b1, b2 = self.beta_1, self.beta_2
-        m_var, v_var = slots[0], slots[1]
-        m = ops.add(ops.multiply(m_var.value, b1), ops.multiply(g, 1.0 - b1))
-        v = ops.add(ops.multiply(v_var.value, b2), ops.multiply(ops.square(g), 1.0 - b2))
-        m_var._assign_native(m)
-        v_var._assign_native(v)
+        m, v = self._moments(slots[0], slots[1], g, c)
         if self.amsgrad:
             v = ops.maximum(slots[2].value, v)
             slots[2]._assign_native(v)
-        denom = ops.add(ops.divide(ops.sqrt(v), sqrt_bc2), self.epsilon)
+        denom = ops.add(ops.divide(ops.sqrt(v), sqrt_bc2), c.eps)
         if decay:
             p = ops.multiply(p, factor)
         var._assign_native(ops.subtract(p, ops.divide(ops.multiply(m, step_size), denom)))
@@ -130,12 +139,11 @@ class Adamax(_AdamBase):
         ops = _ops()
         return (ops.divide(lr, ops.subtract(1.0, ops.power(self.beta_1, t))),)
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
         m_var, u_var = slots
-        b1 = self.beta_1
-        m = ops.add(ops.multiply(m_var.value, b1), ops.multiply(g, 1.0 - b1))
-        u = ops.maximum(ops.multiply(u_var.value, self.beta_2), ops.add(ops.abs(g), self.epsilon))
+        m = ops.add(ops.multiply(m_var.value, c.b1), ops.multiply(g, c.one_b1))
+        u = ops.maximum(ops.multiply(u_var.value, c.b2), ops.add(ops.abs(g), c.eps))
         m_var._assign_native(m)
         u_var._assign_native(u)
         var._assign_native(ops.subtract(p, ops.divide(ops.multiply(m, s[0]), u)))
@@ -186,16 +194,11 @@ class Nadam(_AdamBase):
         bc2 = ops.subtract(1.0, ops.power(self.beta_2, t))
         return (c1, c2, bc2)
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
         c1, c2, bc2 = s
-        m_var, v_var = slots
-        b1, b2 = self.beta_1, self.beta_2
-        m = ops.add(ops.multiply(m_var.value, b1), ops.multiply(g, 1.0 - b1))
-        v = ops.add(ops.multiply(v_var.value, b2), ops.multiply(ops.square(g), 1.0 - b2))
-        m_var._assign_native(m)
-        v_var._assign_native(v)
-        denom = ops.add(ops.sqrt(ops.divide(v, bc2)), self.epsilon)
+        m, v = self._moments(slots[0], slots[1], g, c)
+        denom = ops.add(ops.sqrt(ops.divide(v, bc2)), c.eps)
         step = ops.add(ops.multiply(g, c1), ops.multiply(m, c2))
         var._assign_native(ops.subtract(p, ops.divide(step, denom)))
 

@@ -52,23 +52,27 @@ class RMSprop(Optimizer):
             names.append(("momentum", 0.0))
         self._slot_names = tuple(names)
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _constants(self):
+        return {"rho": self.rho, "one_rho": 1.0 - self.rho, "eps": self.epsilon,
+                "momentum": self.momentum}
+
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
-        rho = self.rho
+        rho, one_rho = c.rho, c.one_rho
         sq_var = slots[0]
-        sq = ops.add(ops.multiply(sq_var.value, rho), ops.multiply(ops.square(g), 1.0 - rho))
+        sq = ops.add(ops.multiply(sq_var.value, rho), ops.multiply(ops.square(g), one_rho))
         sq_var._assign_native(sq)
         k = 1
         if self.centered:
             avg_var = slots[1]
-            avg = ops.add(ops.multiply(avg_var.value, rho), ops.multiply(g, 1.0 - rho))
+            avg = ops.add(ops.multiply(avg_var.value, rho), ops.multiply(g, one_rho))
             avg_var._assign_native(avg)
             sq = ops.subtract(sq, ops.square(avg))
             k = 2
-        step = ops.divide(g, ops.add(ops.sqrt(sq), self.epsilon))
+        step = ops.divide(g, ops.add(ops.sqrt(sq), c.eps))
         if self.momentum > 0:
             buf_var = slots[k]
-            step = ops.add(ops.multiply(buf_var.value, self.momentum), step)
+            step = ops.add(ops.multiply(buf_var.value, c.momentum), step)
             buf_var._assign_native(step)
         var._assign_native(ops.subtract(p, ops.multiply(step, s[0])))
 
@@ -99,12 +103,15 @@ class Adagrad(Optimizer):
         self.epsilon = _check_positive("Adagrad", "epsilon", epsilon, allow_zero=True)
         self._slot_names = (("accumulator", self.initial_accumulator_value),)
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _constants(self):
+        return {"eps": self.epsilon}
+
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
         (acc_var,) = slots
         acc = ops.add(acc_var.value, ops.square(g))
         acc_var._assign_native(acc)
-        step = ops.divide(ops.multiply(g, s[0]), ops.add(ops.sqrt(acc), self.epsilon))
+        step = ops.divide(ops.multiply(g, s[0]), ops.add(ops.sqrt(acc), c.eps))
         var._assign_native(ops.subtract(p, step))
 
     def get_config(self):
@@ -135,17 +142,20 @@ class Adadelta(Optimizer):
         self.epsilon = _check_positive("Adadelta", "epsilon", epsilon, allow_zero=True)
         self._slot_names = (("accumulated_grad", 0.0), ("accumulated_delta", 0.0))
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _constants(self):
+        return {"rho": self.rho, "one_rho": 1.0 - self.rho, "eps": self.epsilon}
+
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
-        rho, eps = self.rho, self.epsilon
+        rho, eps = c.rho, c.eps
         sq_var, d_var = slots
-        sq = ops.add(ops.multiply(sq_var.value, rho), ops.multiply(ops.square(g), 1.0 - rho))
+        sq = ops.add(ops.multiply(sq_var.value, rho), ops.multiply(ops.square(g), c.one_rho))
         sq_var._assign_native(sq)
         d_old = d_var.value
         delta = ops.multiply(ops.divide(ops.sqrt(ops.add(d_old, eps)),
                                         ops.sqrt(ops.add(sq, eps))), g)
         d_var._assign_native(ops.add(ops.multiply(d_old, rho),
-                                     ops.multiply(ops.square(delta), 1.0 - rho)))
+                                     ops.multiply(ops.square(delta), c.one_rho)))
         var._assign_native(ops.subtract(p, ops.multiply(delta, s[0])))
 
     def get_config(self):

@@ -21,19 +21,37 @@ step in the optimizer's scalar dtype (``float64`` when the variables are float64
 from __future__ import annotations
 
 from contextlib import nullcontext
+from types import SimpleNamespace
+
+import numpy as np
 
 from unidl import dtypes as _dt
-from unidl.backend.state import current_backend
+from unidl.backend.state import current_backend, current_device, device
 from unidl.optimizers.schedules import LearningRateSchedule
 from unidl.variables import Variable
 
 __all__ = ["Optimizer"]
 
 
-def _ops():
-    from unidl import ops
+_OPS = []
 
-    return ops
+
+def _ops():
+    """``unidl.ops`` (imported on first use; cached, as this is on the training hot path)."""
+    if not _OPS:
+        from unidl import ops
+
+        _OPS.append(ops)
+    return _OPS[0]
+
+
+def _np_dtype(dt):
+    return np.dtype(np.float32) if dt == "bfloat16" else _dt.numpy_dtype(dt)
+
+
+def _on(dev):
+    """A context placing new tensors on ``dev`` (a no-op when it is the current device)."""
+    return device(dev) if dev != current_device() else nullcontext()
 
 
 def _check_positive(cls, name, value, allow_zero=False):
@@ -67,7 +85,8 @@ class Optimizer:
             assign saved values to the same list of a freshly built optimizer to restore it.
 
     Subclasses set ``_slot_names`` (their per-variable state: ``(suffix, initial_value)``)
-    and implement ``_step_scalars(lr, step)`` and ``_update(var, p, g, slots, s, decay)``.
+    and implement ``_constants()``, ``_step_scalars(lr, step)`` and
+    ``_update(var, p, g, slots, s, c, decay)``.
     """
 
     _slot_names: tuple = ()  # ((suffix, initial value), ...)
@@ -98,6 +117,8 @@ class Optimizer:
         self._tracked: list[Variable] = []
         self._slots: list[tuple] = []
         self._decay_on: list[bool] = []
+        self._devices: list[str] = []
+        self._const_cache: dict = {}
         self._no_decay_ids: set[int] = set()
         self._no_decay_names: tuple = ()
 
@@ -191,10 +212,6 @@ class Optimizer:
     def build(self, variables) -> None:
         """Create the state for ``variables`` (done lazily by the first ``apply``; call it
         before restoring saved state, or before compiling a step with ``tf.function``)."""
-        import numpy as np
-
-        from unidl.backend.state import current_device, device
-
         variables = list(variables)
         for v in variables:
             if not isinstance(v, Variable):
@@ -206,9 +223,8 @@ class Optimizer:
                 continue
             slots = []
             if self._slot_names:
-                dev = v.device
-                with device(dev) if dev != current_device() else nullcontext():
-                    npdt = _dt.numpy_dtype(v.dtype) if v.dtype != "bfloat16" else np.float32
+                with _on(v.device):
+                    npdt = _np_dtype(v.dtype)
                     for suffix, init in self._slot_names_for(v):
                         slots.append(Variable(np.full(v.shape, init, dtype=npdt),
                                               trainable=False, name=f"{v.name}/{suffix}",
@@ -216,6 +232,7 @@ class Optimizer:
             self._index[id(v)] = len(self._tracked)
             self._tracked.append(v)
             self._slots.append(tuple(slots))
+            self._devices.append(v.device)
             decay = bool(self.weight_decay) and id(v) not in self._no_decay_ids and not any(
                 n in v.name for n in self._no_decay_names)
             self._decay_on.append(decay)
@@ -245,10 +262,38 @@ class Optimizer:
         """Per-step scalars in the scalar dtype (``step`` = iterations + 1, or None)."""
         return (lr,)
 
-    def _update(self, var, p, g, slots, s, decay):  # pragma: no cover - abstract
+    def _constants(self) -> dict:
+        """The Python-float hyperparameters the update multiplies by, by name. They are made
+        native 0-d tensors once per variable dtype and device, so every op of the update takes
+        the dispatcher's fast tensor-with-tensor path."""
+        return {}
+
+    def _consts(self, dt, dev):
+        key = (dt, dev)
+        c = self._const_cache.get(key)
+        if c is not None:
+            return c
+        ops = _ops()
+        values = self._constants()
+        if self.weight_decay:
+            values["weight_decay"] = self.weight_decay
+        npdt = _np_dtype(dt)
+        with _on(dev):
+            c = SimpleNamespace(**{k: ops.convert_to_tensor(np.asarray(v, npdt), dt)
+                                   for k, v in values.items()})
+        try:  # cache only concrete tensors (not the symbols of a function being traced)
+            for x in vars(c).values():
+                ops.to_numpy(x)
+            self._const_cache[key] = c
+        except Exception:
+            pass
+        return c
+
+    def _update(self, var, p, g, slots, s, c, decay):  # pragma: no cover - abstract
         """Assign the new value of ``var`` (current value ``p``, gradient ``g``) and of its
-        ``slots``; ``s`` are the step scalars in ``var``'s dtype; ``decay`` says whether a
-        decoupled weight decay applies to ``var`` (coupled decay is already in ``g``)."""
+        ``slots``; ``s`` are the step scalars and ``c`` the constants (see :meth:`_constants`)
+        in ``var``'s dtype; ``decay`` says whether a decoupled weight decay applies to ``var``
+        (coupled decay is already in ``g``)."""
         raise NotImplementedError
 
     def apply_gradients(self, grads_and_vars):
@@ -302,9 +347,9 @@ class Optimizer:
             step = ops.cast(ops.add(self._iterations.value, 1), sdt)
         base = self._step_scalars(self._current_lr(), step)
         by_dtype = {sdt: base}
-        wd = self.weight_decay
-        slots_of, decay_of = self._slots, self._decay_on
+        slots_of, decay_of, dev_of = self._slots, self._decay_on, self._devices
         coupled = self._coupled_decay
+        consts = self._const_cache
         for g, v in zip(gs, vs):
             dt = v.dtype
             s = by_dtype.get(dt)
@@ -313,10 +358,11 @@ class Optimizer:
                     ops.cast(x, dt) if x is not None and not isinstance(x, float) else x
                     for x in base)
             i = index[id(v)]
+            c = consts.get((dt, dev_of[i])) or self._consts(dt, dev_of[i])
             p = ops.stop_gradient(v.value)
             if coupled and decay_of[i]:
-                g = ops.add(g, ops.multiply(p, wd))
-            self._update(v, p, g, slots_of[i], s, decay_of[i] and not coupled)
+                g = ops.add(g, ops.multiply(p, c.weight_decay))
+            self._update(v, p, g, slots_of[i], s, c, decay_of[i] and not coupled)
         for v in vs:
             constraint = getattr(v, "constraint", None)
             if constraint is not None:

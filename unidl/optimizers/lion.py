@@ -43,17 +43,20 @@ class Lion(Optimizer):
             decay = ops.subtract(1.0, ops.multiply(lr, self.weight_decay))
         return (lr, decay)
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _constants(self):
+        b1, b2 = self.beta_1, self.beta_2
+        return {"b1": b1, "b2": b2, "one_b1": 1.0 - b1, "one_b2": 1.0 - b2}
+
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
         lr, factor = s
         (m_var,) = slots
         m = m_var.value
-        b1, b2 = self.beta_1, self.beta_2
-        c = ops.add(ops.multiply(m, b1), ops.multiply(g, 1.0 - b1))
+        direction = ops.add(ops.multiply(m, c.b1), ops.multiply(g, c.one_b1))
         if decay:
             p = ops.multiply(p, factor)
-        var._assign_native(ops.subtract(p, ops.multiply(ops.sign(c), lr)))
-        m_var._assign_native(ops.add(ops.multiply(m, b2), ops.multiply(g, 1.0 - b2)))
+        var._assign_native(ops.subtract(p, ops.multiply(ops.sign(direction), lr)))
+        m_var._assign_native(ops.add(ops.multiply(m, c.b2), ops.multiply(g, c.one_b2)))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}

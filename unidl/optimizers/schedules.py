@@ -21,10 +21,16 @@ from unidl import dtypes as _dt
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "CosineDecay"]
 
 
-def _ops():
-    from unidl import ops
+_OPS = []
 
-    return ops
+
+def _ops():
+    """``unidl.ops`` (imported on first use; cached, as this is on the training hot path)."""
+    if not _OPS:
+        from unidl import ops
+
+        _OPS.append(ops)
+    return _OPS[0]
 
 
 def _is_number(step) -> bool:

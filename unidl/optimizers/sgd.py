@@ -42,12 +42,15 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True needs a momentum > 0")
         self._slot_names = (("momentum", 0.0),) if self.momentum > 0 else ()
 
-    def _update(self, var, p, g, slots, s, decay):
+    def _constants(self):
+        return {"momentum": self.momentum}
+
+    def _update(self, var, p, g, slots, s, c, decay):
         ops = _ops()
         lr = s[0]
-        mu = self.momentum
         if slots:
             (buf,) = slots
+            mu = c.momentum
             b = ops.add(ops.multiply(buf.value, mu), g)
             buf._assign_native(b)
             d = ops.add(g, ops.multiply(b, mu)) if self.nesterov else b

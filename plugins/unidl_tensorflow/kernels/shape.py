@@ -77,8 +77,8 @@ def stack(xs, axis=0):
 
 def split(x, indices_or_sections, axis=0):
     a = normalize_axis(axis, x.shape.rank)
-    lead = (slice(None),) * a
-    return [x[lead + (slice(s, e),)] for s, e in split_bounds(x.shape[a], indices_or_sections)]
+    bounds = split_bounds(x.shape[a], indices_or_sections)
+    return tf.split(x, [e - s for s, e in bounds], axis=a)  # one op, not one slice per piece
 
 
 def broadcast_to(x, shape):
