@@ -78,7 +78,12 @@ def stack(xs, axis=0):
 def split(x, indices_or_sections, axis=0):
     a = normalize_axis(axis, x.shape.rank)
     bounds = split_bounds(x.shape[a], indices_or_sections)
-    return tf.split(x, [e - s for s, e in bounds], axis=a)  # one op, not one slice per piece
+    contiguous = all(e >= s for s, e in bounds) and all(
+        bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
+    if contiguous and bounds and bounds[-1][1] == x.shape[a]:
+        return tf.split(x, [e - s for s, e in bounds], axis=a)  # one op, not one per piece
+    lead = (slice(None),) * a
+    return [x[lead + (slice(s, max(s, e)),)] for s, e in bounds]
 
 
 def broadcast_to(x, shape):
