@@ -72,7 +72,8 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     y_true = _float_like(y_true, y_pred)
     if label_smoothing:
         y_true = ops.add(ops.multiply(y_true, 1.0 - label_smoothing), 0.5 * label_smoothing)
-    return ops.mean(ops.binary_crossentropy(y_true, y_pred, from_logits), axis)
+    # the op already averages over the last axis (Keras' per-example binary cross-entropy)
+    return ops.binary_crossentropy(y_true, y_pred, from_logits)
 
 
 def mean_squared_error(y_true, y_pred):

@@ -13,7 +13,7 @@ Example:
     ...     w = unidl.Variable([1.0, 2.0])
     ...     opt = optimizers.get("sgd")
     ...     opt.apply([[0.5, 0.5]], [w])
-    ...     w.numpy().round(4).tolist(), int(opt.iterations)
+    ...     [round(float(x), 4) for x in w.numpy()], int(opt.iterations)
     ([0.995, 1.995], 1)
 """
 
