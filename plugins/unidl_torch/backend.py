@@ -47,6 +47,9 @@ class TorchBackend(Backend):
     def __init__(self):
         super().__init__()
         self.kernels = dict(all_kernels())
+        from unidl_torch.optimizers import OPTIMIZER_KERNELS
+
+        self.optimizer_kernels = dict(OPTIMIZER_KERNELS)
 
     def version(self):
         return torch.__version__

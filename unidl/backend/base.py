@@ -64,6 +64,8 @@ class Backend:
 
     def __init__(self) -> None:
         self.kernels: dict[str, Callable] = {}
+        #: fused optimizer updates by name ("adam", "sgd"), see unidl.optimizers.base
+        self.optimizer_kernels: dict[str, Callable] = {}
         self.missing: list[str] = []
 
     # -- identity ---------------------------------------------------------------------------

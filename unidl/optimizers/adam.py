@@ -62,6 +62,8 @@ class Adam(_AdamBase):
     the bias correction; the two differ only when ``v`` is tiny). Defaults are Keras'.
     """
 
+    fused_kernel_name = "adam"
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, name=None):

@@ -345,7 +345,13 @@ class Optimizer:
         step = None
         if self._uses_step:
             step = ops.cast(ops.add(self._iterations.value, 1), sdt)
-        base = self._step_scalars(self._current_lr(), step)
+        lr = self._current_lr()
+        fused = self._fused_kernel(be)
+        if fused is not None and fused(self, vs, gs, [self._slots[index[id(v)]] for v in vs],
+                                       lr, step, [self._decay_on[index[id(v)]] for v in vs]):
+            self._finish_step(vs)
+            return
+        base = self._step_scalars(lr, step)
         by_dtype = {sdt: base}
         slots_of, decay_of, dev_of = self._slots, self._decay_on, self._devices
         coupled = self._coupled_decay
@@ -363,6 +369,20 @@ class Optimizer:
             if coupled and decay_of[i]:
                 g = ops.add(g, ops.multiply(p, c.weight_decay))
             self._update(v, p, g, slots_of[i], s, c, decay_of[i] and not coupled)
+        self._finish_step(vs)
+
+    #: name of the backend's fused kernel for this update (``Backend.optimizer_kernels``)
+    fused_kernel_name: str | None = None
+
+    def _fused_kernel(self, be):
+        """The backend's fused update for this optimizer, if it has one (e.g. torch's
+        ``_foreach`` Adam); it computes exactly the documented update."""
+        name = self.fused_kernel_name
+        kernels = getattr(be, "optimizer_kernels", None)
+        return kernels.get(name) if kernels and name else None
+
+    def _finish_step(self, vs):
+        ops = _ops()
         for v in vs:
             constraint = getattr(v, "constraint", None)
             if constraint is not None:

@@ -32,6 +32,8 @@ class SGD(Optimizer):
             :class:`~unidl.optimizers.base.Optimizer`.
     """
 
+    fused_kernel_name = "sgd"
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,
                  clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
         super().__init__(learning_rate, weight_decay=weight_decay, clipnorm=clipnorm,
