@@ -39,8 +39,16 @@ def _cmd_conformance(args) -> int:
     except ImportError as exc:  # pragma: no cover - the suite ships with unidl
         print(f"unidl: the conformance suite is not installed ({exc})", file=sys.stderr)
         return 2
+    import os
+
     from unidl.backend.registry import list_backends
 
+    for path in args.report or []:
+        if os.path.splitext(path)[1].lower() not in (".json", ".md", ".markdown", ".html",
+                                                     ".htm"):
+            print(f"unidl: unknown report format {path!r}; use .json, .md or .html",
+                  file=sys.stderr)
+            return 2
     if args.backend:
         known = {b.name: b for b in list_backends(load=False)}
         for name in _split(args.backend):

@@ -73,13 +73,25 @@ def _flatten(out):
     return [out]
 
 
+def _on_cpu(spec, sample, dtype):
+    """The outputs of ``sample`` computed on the active backend's ``cpu`` device."""
+    with unidl.device("cpu"):
+        return [ops.to_numpy(o) if ops.is_tensor(o) else o
+                for o in _flatten(call_op(spec, make_inputs(spec, sample, dtype)))]
+
+
 def run_forward(case: Case) -> Result:
-    """Run every sample of the op in ``case``; the result keeps the worst error."""
+    """Run every sample of the op in ``case``; the result keeps the worst error.
+
+    On a device other than ``cpu`` each output is also compared, under the same tolerance,
+    with the same backend's result on its ``cpu`` device.
+    """
     spec = get_spec(case.target)
     seed = case_seed("forward", case.target, case.dtype)
     rng = np.random.default_rng(seed)
     result = Result(case, "pass", seed=seed)
     with unidl.use_backend(case.backend), unidl.device(case.device), np.errstate(all="ignore"):
+        vs_cpu = case.device != "cpu" and "cpu" in unidl.devices()
         for sample in spec.samples(case.dtype, rng):
             label = f"{case.target}[{sample.name}]"
             try:
@@ -103,6 +115,15 @@ def run_forward(case: Case) -> Result:
                 result.status = "fail"
                 result.message = f"{label}: {len(got)} outputs, expected {len(expected)}"
                 return result
+            cpu_got = None
+            if vs_cpu:
+                try:
+                    cpu_got = _on_cpu(spec, sample, case.dtype)
+                except Exception as exc:
+                    result.status = "fail"
+                    result.message = (f"{label}: raised {type(exc).__name__} on "
+                                      f"{case.backend}/cpu: {exc}")
+                    return result
             for k, (g, e, wd) in enumerate(zip(got, expected, want_dtypes)):
                 gd = ops.dtype(g)
                 if gd != wd:
@@ -129,4 +150,12 @@ def run_forward(case: Case) -> Result:
                     result.status = "fail"
                     result.message = f"{label} output {k}: {cmp.message}"
                     return result
+                if cpu_got is not None:
+                    cmp = compare(ops.to_numpy(g), cpu_got[k], rtol, atol)
+                    result.ratio = max(result.ratio, cmp.ratio)
+                    if not cmp.ok:
+                        result.status = "fail"
+                        result.message = (f"{label} output {k} on {case.backend}/{case.device} "
+                                          f"differs from {case.backend}/cpu: {cmp.message}")
+                        return result
     return result

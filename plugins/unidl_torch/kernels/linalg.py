@@ -5,12 +5,20 @@ import torch
 from unidl.spec.linalg import einsum_expand, tensordot_axes
 
 
+def matmul(x, y):
+    if x.is_cuda and not x.is_floating_point():
+        # CUDA has no integer GEMM ("addmm_cuda not implemented for 'Int'"): compute on the
+        # host, exactly, and move back (integer matmul is rare and small)
+        return torch.matmul(x.cpu(), y.cpu()).to(x.device)
+    return torch.matmul(x, y)
+
+
 def dot(x, y):
     nx, ny = x.dim(), y.dim()
     if nx == 0 or ny == 0:
         return torch.mul(x, y)
     if nx <= 2 and ny <= 2:
-        return torch.matmul(x, y)  # np.dot and matmul agree up to 2-D
+        return matmul(x, y)  # np.dot and matmul agree up to 2-D
     if ny == 1:
         return torch.tensordot(x, y, dims=([nx - 1], [0]))
     return torch.tensordot(x, y, dims=([nx - 1], [ny - 2]))
@@ -27,7 +35,7 @@ def tensordot(x, y, axes=2):
 
 
 KERNELS = {
-    "matmul": torch.matmul,
+    "matmul": matmul,
     "dot": dot,
     "einsum": einsum,
     "tensordot": tensordot,
