@@ -42,5 +42,5 @@ def load_data(test_split: float = 0.2, seed: int = 1337):
     x, y = _raw()
     order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order].astype(np.int64)
-    cut = len(x) - int(round(len(x) * test_split))
+    cut = len(x) - int(np.ceil(len(x) * test_split))
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])

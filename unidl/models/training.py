@@ -97,6 +97,9 @@ class TrainingMixin:
         self.compiled_metrics = []
         self.stop_training = False
         self.history = None
+        self.run_eagerly = False
+        self.jit_compile = False
+        self._loss_tracker = None
         self._steps = {}
 
     # -- compile ----------------------------------------------------------------------------
@@ -119,10 +122,21 @@ class TrainingMixin:
             self.optimizer = _optimizers.get(optimizer)
         except ValueError as exc:
             raise ValueError(f"model {self.name!r}: {exc}") from None
-        self.compiled_loss = _losses.get(loss) if loss is not None else None
+        try:
+            if isinstance(loss, (list, tuple)):
+                self.compiled_loss = _MultiLoss([_losses.get(x) for x in loss], loss_weights)
+            elif isinstance(loss, dict):
+                raise ValueError("losses given as a dict per output are not supported; pass a "
+                                 "list in the order of the model's outputs")
+            else:
+                self.compiled_loss = _losses.get(loss) if loss is not None else None
+            self.compiled_metrics = [_metrics.get(m, loss=getattr(self.compiled_loss, "first",
+                                                                  self.compiled_loss))
+                                     for m in metrics or []]
+        except ValueError as exc:
+            raise ValueError(f"model {self.name!r}: {exc}") from None
         if isinstance(metrics, dict):
             raise ValueError("metrics given as a dict per output are not supported; pass a list")
-        self.compiled_metrics = [_metrics.get(m, loss=self.compiled_loss) for m in metrics or []]
         self._loss_tracker = _metrics.Mean(name="loss")
         self.jit_compile = jit_compile
         self.run_eagerly = run_eagerly
@@ -167,7 +181,7 @@ class TrainingMixin:
 
         (loss, y_pred), grads = unidl.value_and_grad(loss_fn, has_aux=True)(variables)
         self.optimizer.apply(grads, variables)
-        y_pred = ops.stop_gradient(y_pred)
+        y_pred = tree.map_structure(ops.stop_gradient, y_pred)
         self._update_metrics(loss, y, y_pred, w)
         return loss
 
@@ -182,6 +196,8 @@ class TrainingMixin:
 
     def _update_metrics(self, loss, y, y_pred, w):
         self._loss_tracker.update_state(loss)
+        if self.compiled_metrics and isinstance(y_pred, (list, tuple)):
+            y, y_pred = y[0], y_pred[0]  # metrics follow the first output
         for m in self.compiled_metrics:
             m.update_state(y, y_pred, sample_weight=w)
 
@@ -335,6 +351,29 @@ class TrainingMixin:
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(inputs, *args, **kwargs)
+
+
+class _MultiLoss:
+    """One loss per model output, weighted and summed (``compile(loss=[...], loss_weights)``)."""
+
+    def __init__(self, losses, weights=None):
+        self.losses = losses
+        self.weights = list(weights) if weights is not None else [1.0] * len(losses)
+        if len(self.weights) != len(losses):
+            raise ValueError(f"{len(losses)} losses but {len(self.weights)} loss_weights")
+        self.first = losses[0]
+        self.name = "loss"
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if not isinstance(y_pred, (list, tuple)) or len(y_pred) != len(self.losses):
+            raise ValueError(f"{len(self.losses)} losses for a model with "
+                             f"{len(y_pred) if isinstance(y_pred, (list, tuple)) else 1} "
+                             "output(s)")
+        total = None
+        for loss, weight, yt, yp in zip(self.losses, self.weights, y_true, y_pred):
+            term = ops.multiply(loss(yt, yp, sample_weight=sample_weight), weight)
+            total = term if total is None else ops.add(total, term)
+        return total
 
 
 def _sum(values):
