@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import unidl
+from tests.conftest import BACKENDS
 from unidl import layers, ops
 from unidl.tolerances import TRAINING_RTOL
-from tests.conftest import BACKENDS
 
 
 def _digits(n=256):
