@@ -57,31 +57,16 @@ __all__ = [
 
 from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E402
 
+# The rest of the public API: none of these imports a framework.
 from unidl import random  # noqa: E402  isort: skip
 from unidl import datasets  # noqa: E402  isort: skip
 from unidl.variables import Variable  # noqa: E402  isort: skip
 from unidl import optimizers  # noqa: E402  isort: skip
+from unidl import activations, initializers, regularizers  # noqa: E402  isort: skip
+from unidl import layers, losses, metrics, callbacks  # noqa: E402  isort: skip
+from unidl import models  # noqa: E402  isort: skip
+from unidl.models import Input, Model, Sequential  # noqa: E402  isort: skip
 
-__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets"]
-__all__ += ["Variable", "optimizers"]
-
-
-def __getattr__(name):
-    # Layers, models, losses, metrics and callbacks are imported on first use.
-    lazy = {"layers": "unidl.layers", "losses": "unidl.losses", "metrics": "unidl.metrics",
-            "callbacks": "unidl.callbacks", "initializers": "unidl.initializers",
-            "regularizers": "unidl.regularizers", "activations": "unidl.activations",
-            "models": "unidl.models", "optimizers": "unidl.optimizers"}
-    if name in lazy:
-        import importlib
-
-        return importlib.import_module(lazy[name])
-    if name == "Variable":
-        from unidl.variables import Variable
-
-        return Variable
-    if name in ("Model", "Sequential", "Input"):
-        from unidl import models
-
-        return getattr(models, name)
-    raise AttributeError(f"module 'unidl' has no attribute {name!r}")
+__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets",
+            "Variable", "optimizers", "activations", "initializers", "regularizers", "layers",
+            "losses", "metrics", "callbacks", "models", "Input", "Model", "Sequential"]
