@@ -165,10 +165,16 @@ def test_progress_is_shown(capsys):
     assert "100%" in err and "cases" in err
 
 
-def test_unknown_backend_and_unknown_report_format(tmp_path, capsys):
+def test_usage_errors_exit_2(tmp_path, capsys):
     assert _conformance("--backend", "no-such-backend") == 2
     assert "no-such-backend" in capsys.readouterr().err
     # a bad report name is refused before anything runs
     assert _conformance("--backend", "numpy", "--report", str(tmp_path / "r.txt")) == 2
     assert "unknown report format" in capsys.readouterr().err
     assert not (tmp_path / "r.txt").exists()
+    for args, says in ((["--check", "forward,nope"], "unknown check 'nope'"),
+                       (["--dtype", "f32"], "unknown dtype 'f32'"),
+                       (["--device", "cuda:7"], "no selected backend has device 'cuda:7'"),
+                       (["--check", "forward", "-k", "no_such_op"], "no conformance case")):
+        assert _conformance("--backend", "numpy", *args) == 2, args
+        assert says in capsys.readouterr().err, args

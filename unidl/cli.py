@@ -32,6 +32,33 @@ def _split(values):
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+def _check_selection(args) -> str | None:
+    """Why the --check/--dtype/--device selection of ``args`` is unusable, or None."""
+    from unidl_conformance.cases import selected_backends
+    from unidl_conformance.registry import CHECKS
+
+    from unidl import dtypes as _dt
+
+    for check in _split(args.check) or []:
+        if check not in CHECKS:
+            return f"unknown check {check!r}; checks are {', '.join(CHECKS)}"
+    for dt in _split(args.dtype) or []:
+        if dt not in _dt.DTYPES:
+            return f"unknown dtype {dt!r}; dtypes are {', '.join(_dt.DTYPES)}"
+    if args.device:
+        from unidl.backend.registry import get_backend
+
+        have = {}
+        for name in selected_backends(_split(args.backend)):
+            for dev in get_backend(name).devices():
+                have.setdefault(dev, name)
+        missing = [d for d in _split(args.device) if d not in have]
+        if missing:
+            return (f"no selected backend has device {', '.join(map(repr, missing))}; "
+                    f"their devices are {', '.join(have)}")
+    return None
+
+
 def _cmd_conformance(args) -> int:
     try:
         from unidl_conformance.report import render_text, write_report
@@ -56,9 +83,16 @@ def _cmd_conformance(args) -> int:
                 print(f"unidl: unknown backend {name!r}; installed: {', '.join(sorted(known))}",
                       file=sys.stderr)
                 return 2
+    problem = _check_selection(args)
+    if problem:
+        print(f"unidl: {problem}", file=sys.stderr)
+        return 2
     result = run(backends=_split(args.backend), devices=_split(args.device),
                  dtypes=_split(args.dtype), checks=_split(args.check), pattern=args.k,
                  quick=args.quick, fail_fast=args.fail_fast, progress=not args.no_progress)
+    if not result.results:
+        print("unidl: no conformance case matches the selection", file=sys.stderr)
+        return 2
     print(render_text(result, only_problems=args.only_problems))
     for path in args.report or []:
         write_report(result, path)

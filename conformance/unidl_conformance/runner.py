@@ -6,6 +6,7 @@ import fnmatch
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from unidl_conformance.cases import (
@@ -116,7 +117,10 @@ def run_cases(cases: list[Case], fail_fast: bool = False, progress: bool = True)
             result = Result(case, "known", reason=known.reason)
         else:
             try:
-                with strict(case):
+                # a framework's warnings (e.g. torch's std() with no degrees of freedom, which
+                # some samples mean to test) would only garble the progress bar
+                with strict(case), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     result = runner_for(case.check)(case)
             except Exception as exc:  # a crash in one case must not end the run
                 result = Result(case, "error", message=f"{type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ from unidl.backend import Backend
 from unidl_numpy.kernels import all_kernels
 
 _ND = np.ndarray
+_DTYPE_NAMES: dict = {}  # np.dtype -> unidl name (``dtype.name`` is slow, and asked per op)
 
 
 def _as_array(fn):
@@ -63,7 +64,11 @@ class NumpyBackend(Backend):
         return np.asarray(x)
 
     def dtype_of(self, x):
-        return _dt.standardize(x.dtype)
+        d = x.dtype
+        name = _DTYPE_NAMES.get(d)
+        if name is None:
+            name = _DTYPE_NAMES[d] = _dt.standardize(d)
+        return name
 
     def cast(self, x, dtype):
         return x.astype(_dt.numpy_dtype(dtype))

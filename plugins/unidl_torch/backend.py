@@ -153,15 +153,21 @@ class TorchBackend(Backend):
 
     @contextlib.contextmanager
     def strict_numerics(self):
-        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        flags = torch.backends.cuda.matmul
+        saved = {name: getattr(flags, name) for name in (
+            "allow_tf32", "allow_fp16_reduced_precision_reduction",
+            "allow_bf16_reduced_precision_reduction") if hasattr(flags, name)}
+        cudnn = torch.backends.cudnn.allow_tf32
         precision = torch.get_float32_matmul_precision()
-        torch.backends.cuda.matmul.allow_tf32 = False
+        for name in saved:
+            setattr(flags, name, False)
         torch.backends.cudnn.allow_tf32 = False
         torch.set_float32_matmul_precision("highest")
         try:
             yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = matmul
+            for name, value in saved.items():
+                setattr(flags, name, value)
             torch.backends.cudnn.allow_tf32 = cudnn
             torch.set_float32_matmul_precision(precision)
 

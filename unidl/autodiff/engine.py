@@ -156,9 +156,20 @@ def _primal(x):
     return x
 
 
+_DTYPE_NAMES: dict = {}  # native dtype -> unidl name (asked for every traced value)
+
+
 def _dtype(v):
-    v = _primal(v)
-    return _dt.standardize(v.dtype)
+    while v.__class__ is Tracer:
+        v = v.value
+    d = v.dtype
+    try:
+        return _DTYPE_NAMES[d]
+    except KeyError:
+        name = _DTYPE_NAMES[d] = _dt.standardize(d)
+        return name
+    except TypeError:  # an unhashable dtype object
+        return _dt.standardize(d)
 
 
 def _unwrap_var(a):

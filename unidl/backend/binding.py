@@ -166,7 +166,59 @@ def prepare(spec, kernel, be):
             args[dpos] = spec.result_dtype(abstract)
         return args
 
-    if has_dtype or lpos or len(tpos) > 2 or (tpos and tpos[0] != 0):
+    pset = frozenset(ppos)
+
+    def fast_args(args):
+        """``args`` with Variables unwrapped if every tensor argument is then a native tensor
+        needing no conversion (one dtype across the promoted group, float where the op
+        needs float); else None (the caller runs :func:`normalize`)."""
+        args = list(args)
+        group = None
+        for i in tpos:
+            a = args[i]
+            if a is None:
+                continue
+            if a.__class__ not in T:
+                a = _unwrap(a)
+                if a.__class__ not in T:
+                    return None
+                args[i] = a
+            d = a.dtype
+            if fi and d not in FL:
+                return None
+            if i in pset:
+                if group is None:
+                    group = d
+                elif d != group:
+                    return None
+        return args
+
+    if has_dtype and not lpos and tpos == (0,):
+        # ops taking a ``dtype`` argument (cast, ones_like, ...): the result dtype depends
+        # only on the input's dtype and the other arguments, so it is computed once per
+        # combination by the generic path and remembered
+        result_dtypes = {}
+
+        def with_dtype(*args):
+            fast = fast_args(args)
+            if fast is not None:
+                try:
+                    key = (fast[0].dtype,) + tuple(fast[1:])
+                    fast[dpos] = result_dtypes[key]
+                    return kernel(*fast)
+                except (KeyError, TypeError):
+                    pass
+            full = normalize(args)
+            if fast is not None:
+                try:
+                    result_dtypes[(fast[0].dtype,) + tuple(fast[1:])] = full[dpos]
+                except TypeError:  # an unhashable argument (a list): not remembered
+                    pass
+            return kernel(*full)
+
+        return with_dtype
+
+    if has_dtype or lpos:
         def generic(*args):
             return kernel(*normalize(args))
 
@@ -175,9 +227,11 @@ def prepare(spec, kernel, be):
     if not tpos:
         return kernel
 
-    if len(tpos) == 1:
+    if len(tpos) == 1 and tpos[0] == 0:
         if fi:
             def unary_float(x, *rest):
+                if x.__class__ not in T:
+                    x = _unwrap(x)
                 if x.__class__ not in T or x.dtype not in FL:
                     x = normalize((x,) + rest)[0]
                 return kernel(x, *rest)
@@ -193,6 +247,10 @@ def prepare(spec, kernel, be):
 
     if tpos == (0, 1) and ppos == (0, 1):
         def binary(x, y, *rest):
+            if x.__class__ not in T:
+                x = _unwrap(x)
+            if y.__class__ not in T:
+                y = _unwrap(y)
             if (x.__class__ in T and y.__class__ in T and x.dtype == y.dtype
                     and (not fi or x.dtype in FL)):
                 return kernel(x, y, *rest)
@@ -202,6 +260,7 @@ def prepare(spec, kernel, be):
         return binary
 
     def general(*args):
-        return kernel(*normalize(args))
+        fast = fast_args(args)
+        return kernel(*(fast if fast is not None else normalize(args)))
 
     return general

@@ -20,8 +20,8 @@ def dot(x, y):
     if nx <= 2 and ny <= 2:
         return matmul(x, y)  # np.dot and matmul agree up to 2-D
     if ny == 1:
-        return torch.tensordot(x, y, dims=([nx - 1], [0]))
-    return torch.tensordot(x, y, dims=([nx - 1], [ny - 2]))
+        return tensordot(x, y, ([nx - 1], [0]))
+    return tensordot(x, y, ([nx - 1], [ny - 2]))
 
 
 def einsum(subscripts, operands):
@@ -31,6 +31,8 @@ def einsum(subscripts, operands):
 
 def tensordot(x, y, axes=2):
     ax, ay = tensordot_axes(axes, x.dim(), y.dim())
+    if x.is_cuda and not x.is_floating_point():  # no integer GEMM on CUDA, as in matmul
+        return torch.tensordot(x.cpu(), y.cpu(), dims=(list(ax), list(ay))).to(x.device)
     return torch.tensordot(x, y, dims=(list(ax), list(ay)))
 
 
