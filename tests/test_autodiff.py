@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import unidl
+from tests.conftest import BACKENDS
 from unidl import ops
 from unidl.tolerances import GRAD_TOLERANCES
-from tests.conftest import BACKENDS
 
 
 def t(x, dtype="float32"):

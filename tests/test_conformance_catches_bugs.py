@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from unidl_conformance.optimizer import CONFIGS
-from unidl_conformance.report import render_text, to_json
-from unidl_conformance.runner import run
 
 import unidl
 from tests.conftest import BACKENDS
+from unidl_conformance.optimizer import CONFIGS
+from unidl_conformance.report import render_text, to_json
+from unidl_conformance.runner import run
 
 _PLUGIN = """
 from unidl.backend import BackendEntry

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from unidl_conformance.runner import run
 
 import unidl
 from tests.conftest import BACKENDS, run_python
+from unidl_conformance.runner import run
 
 _TF_DEVICES = """
     import json, sys

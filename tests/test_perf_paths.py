@@ -1,0 +1,234 @@
+"""The fast paths added for speed compute exactly what the general paths compute.
+
+Each test runs the fast path and the general one (or an independent formula) on the same
+inputs and asks for bitwise-equal results: the dispatcher's shortcuts for Variables and
+Python scalars, the cached ``dtype`` results, the NumPy fused optimizers, the engine's
+one-sided gradient rules, and the NumPy ``where``, ``sigmoid`` and max-pool kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import unidl
+from unidl import dtypes as _dt
+from unidl import ops, optimizers
+
+
+def _np(x):
+    return np.asarray(ops.to_numpy(x))
+
+
+# -- dispatcher -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int8", "uint8", "int32",
+                                   "int64", "bool"])
+@pytest.mark.parametrize("scalar", [2, 2.5, -1, True])
+def test_scalar_with_tensor_follows_the_promotion_table(backend, dtype, scalar):
+    x = ops.convert_to_tensor(np.array([1, 0, 3], dtype=_dt.numpy_dtype(dtype)))
+    expected = _dt.result_type(dtype, scalar)
+    if expected == "bool" or (scalar == -1 and expected.startswith("u")):
+        pytest.skip("boolean arithmetic and negative unsigned values are backend-specific")
+    for op, ref in ((ops.add, np.add), (ops.multiply, np.multiply),
+                    (ops.subtract, np.subtract)):
+        for left in (True, False):
+            out = op(x, scalar) if left else op(scalar, x)
+            assert ops.dtype(out) == expected, (op.__name__, left)
+            xs = _np(x).astype(_dt.numpy_dtype(expected))
+            s = np.asarray(scalar, dtype=_dt.numpy_dtype(expected))
+            want = ref(xs, s) if left else ref(s, xs)
+            np.testing.assert_array_equal(_np(out), want.astype(_dt.numpy_dtype(expected)))
+
+
+def test_variables_take_the_fast_path_with_the_same_result(backend):
+    v = unidl.Variable(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32))
+    t = ops.convert_to_tensor(np.array([[0.5, -1.0], [2.0, 0.25]], np.float32))
+    for op in (ops.add, ops.multiply, ops.matmul, ops.maximum):
+        np.testing.assert_array_equal(_np(op(v, t)), _np(op(ops.convert_to_tensor(v.numpy()),
+                                                            t)))
+        np.testing.assert_array_equal(_np(op(t, v)), _np(op(t, ops.convert_to_tensor(
+            v.numpy()))))
+    np.testing.assert_array_equal(_np(ops.relu(v)), np.maximum(v.numpy(), 0))
+    # mixed dtypes still promote
+    v64 = unidl.Variable(np.array([1.0, 2.0]), dtype="float64")
+    assert ops.dtype(ops.add(v64, ops.ones((2,), dtype="float32"))) == "float64"
+
+
+def test_dtype_argument_results_are_remembered_per_combination(backend):
+    x = ops.convert_to_tensor(np.array([1.5, -2.0], np.float32))
+    i = ops.convert_to_tensor(np.array([1, 2], np.int32))
+    for _ in range(2):  # the second round is served from the cache
+        assert ops.dtype(ops.cast(x, "float64")) == "float64"
+        assert ops.dtype(ops.cast(x, "int32")) == "int32"
+        assert ops.dtype(ops.cast(i, "float32")) == "float32"
+        assert ops.dtype(ops.ones_like(x)) == "float32"
+        assert ops.dtype(ops.ones_like(i)) == "int32"
+        assert ops.dtype(ops.ones_like(x, dtype="float16")) == "float16"
+        assert ops.dtype(ops.zeros_like(i, dtype=None)) == "int32"
+
+
+# -- NumPy fused optimizers ---------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.Adam(0.01),
+    lambda: optimizers.Adam(0.01, amsgrad=True, weight_decay=0.01),
+    lambda: optimizers.AdamW(0.01, weight_decay=0.1),
+    lambda: optimizers.SGD(0.01),
+    lambda: optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+    lambda: optimizers.SGD(0.01, momentum=0.9, weight_decay=0.1),
+], ids=["adam", "adam-amsgrad-wd", "adamw", "sgd", "sgd-nesterov", "sgd-momentum-wd"])
+def test_numpy_fused_optimizers_are_bitwise_the_generic_update(dtype, make):
+    with unidl.use_backend("numpy"):
+        be = unidl.current_backend()
+        assert be.optimizer_kernels
+        results = []
+        for fused in (True, False):
+            saved = dict(be.optimizer_kernels)
+            if not fused:
+                be.optimizer_kernels.clear()
+            try:
+                vs = [unidl.Variable((np.arange(15).reshape(5, 3) / 7).astype(dtype)),
+                      unidl.Variable(np.linspace(-1, 1, 4).astype(dtype)),
+                      unidl.Variable(np.array(0.3, dtype))]
+                opt = make()
+                rng = np.random.default_rng(1)
+                for _ in range(4):
+                    opt.apply([rng.standard_normal(v.shape).astype(dtype) for v in vs], vs)
+                results.append([v.numpy() for v in opt.variables] + [v.numpy() for v in vs])
+            finally:
+                be.optimizer_kernels.update(saved)
+        for a, b in zip(*results):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+# -- engine: one-sided gradient rules ----------------------------------------------------------
+def _full_and_one_sided(name, args):
+    from unidl.autodiff.engine import _ONE_SIDED
+    from unidl.spec.core import get_spec
+
+    spec = get_spec(name)
+    out = getattr(ops, name)(*args)
+    g = ops.convert_to_tensor(np.random.default_rng(3).standard_normal(ops.shape(out))
+                              .astype(np.float32))
+    full = spec.grad(g, out, *args)
+    for slot in (0, 1):
+        one = _ONE_SIDED[name](slot, g, out, *args)
+        if one is None:
+            continue
+        assert one[1 - slot] is None
+        np.testing.assert_array_equal(_np(one[slot]), _np(full[slot]))
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (3, 5)), ((2, 4, 3), (3, 5)),
+                                    ((2, 1, 4, 3), (5, 3, 2)), ((4,), (4, 3))])
+def test_one_sided_matmul_rule_matches_the_spec_rule(shapes):
+    rng = np.random.default_rng(0)
+    with unidl.use_backend("numpy"):
+        x, y = (ops.convert_to_tensor(rng.standard_normal(s).astype(np.float32))
+                for s in shapes)
+        _full_and_one_sided("matmul", (x, y))
+
+
+@pytest.mark.parametrize("case", [
+    ((2, 7, 7, 3), (3, 3, 3, 4), 1, "valid", "channels_last", 1, 1),
+    ((2, 8, 9, 4), (3, 2, 2, 6), 2, "same", "channels_last", 1, 2),
+    ((2, 3, 9, 8), (3, 3, 3, 4), 1, "same", "channels_first", 2, 1),
+])
+def test_one_sided_conv_rule_matches_the_spec_rule(case):
+    xs, ks, strides, padding, df, dil, groups = case
+    rng = np.random.default_rng(0)
+    with unidl.use_backend("numpy"):
+        x = ops.convert_to_tensor(rng.standard_normal(xs).astype(np.float32))
+        k = ops.convert_to_tensor(rng.standard_normal(ks).astype(np.float32))
+        _full_and_one_sided("conv2d", (x, k, strides, padding, df, dil, groups))
+
+
+def test_weight_only_gradient_equals_the_full_gradient():
+    """The engine skips the data input's cotangent; the weights' gradients are unchanged."""
+    rng = np.random.default_rng(0)
+    with unidl.use_backend("numpy"):
+        x = ops.convert_to_tensor(rng.standard_normal((4, 6, 6, 2)).astype(np.float32))
+        k = ops.convert_to_tensor(rng.standard_normal((3, 3, 2, 3)).astype(np.float32))
+        w = ops.convert_to_tensor(rng.standard_normal((48, 2)).astype(np.float32))
+
+        def f(k, w, x):
+            h = ops.relu(ops.conv2d(x, k, 1, "valid", "channels_last", 1, 1))
+            return ops.sum(ops.matmul(ops.reshape(h, (4, 48)), w))
+
+        gk, gw = unidl.grad(f, argnums=(0, 1))(k, w, x)
+        gk2, gw2, _ = unidl.grad(f, argnums=(0, 1, 2))(k, w, x)
+        np.testing.assert_array_equal(_np(gk), _np(gk2))
+        np.testing.assert_array_equal(_np(gw), _np(gw2))
+
+
+# -- NumPy kernels ---------------------------------------------------------------------------------
+def test_numpy_where_bit_select_is_np_where():
+    from unidl_numpy.kernels.elementwise import where
+
+    rng = np.random.default_rng(0)
+    for dt in ("float16", "float32", "float64"):
+        for sc, sx, sy in [((30, 40), (30, 40), ()), ((30, 40), (), (30, 40)),
+                           ((30, 40), (30, 40), (30, 40)), ((30, 40), (40,), (30, 1)),
+                           ((40,), (30, 40), ())]:
+            for yv in (0.0, -0.0, 1.5, np.nan, -np.inf):
+                c = rng.random(sc) > 0.5
+                x = rng.standard_normal(sx).astype(dt)
+                if x.size > 1:
+                    x.flat[0] = np.nan
+                y = np.full(sy, yv, dt) if sy == () else rng.standard_normal(sy).astype(dt)
+                a, b = where(c, x, y), np.where(c, x, y)
+                assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_numpy_sigmoid_is_the_stable_formula():
+    from unidl_numpy.kernels.nn import sigmoid
+
+    def formula(x):
+        if x.dtype == np.float16:
+            return formula(x.astype(np.float32)).astype(np.float16)
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+    rng = np.random.default_rng(0)
+    for dt in ("float16", "float32", "float64"):
+        for shape in [(), (3,), (100, 50)]:
+            x = (rng.standard_normal(shape) * 10).astype(dt)
+            if x.size > 3:
+                x.flat[:4] = [np.nan, np.inf, -np.inf, -0.0]
+            a, b = sigmoid(x), formula(x)
+            assert a.dtype == b.dtype and np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+def test_numpy_max_pool_matches_window_max_and_first_argmax():
+    from unidl.spec import conv as C
+    from unidl_numpy.kernels import conv as K
+
+    def reference_backprop(x, g, ps, st, pad, df):
+        geo = C.pool_geometry(x.shape, ps, st, pad, df)
+        xc, gc = K._cl(x, geo), K._cl(g, geo)
+        n, c = xc.shape[0], xc.shape[-1]
+        size = n * int(np.prod(geo.padded_sizes)) * c
+        lin = K._argmax_index(xc, geo)
+        xp = np.bincount(lin.ravel(), weights=gc.astype(np.float64).ravel(), minlength=size)
+        xp = xp.reshape((n, *geo.padded_sizes, c))
+        return K._uncl(K._crop(xp, geo).astype(x.dtype, copy=False), geo)
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        x = rng.integers(0, 3, (2, int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3))
+        x = x.astype(np.float32)  # many ties
+        if trial % 5 == 0:
+            x[0, 1, 1, 0] = np.nan
+        ps = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        st = tuple(p + int(rng.integers(0, 2)) for p in ps)
+        pad = ("valid", "same")[trial % 2]
+        df = "channels_last"
+        if trial % 3 == 0:
+            x, df = np.ascontiguousarray(np.moveaxis(x, -1, 1)), "channels_first"
+        geo = C.pool_geometry(x.shape, ps, st, pad, df)
+        y = K.max_pool(x, ps, st, pad, df)
+        want = K._uncl(K._pool_windows(K._cl(x, geo), geo, -np.inf).max(-1), geo)
+        np.testing.assert_array_equal(y, want)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_array_equal(K.max_pool_backprop(x, g, ps, st, pad, df),
+                                      reference_backprop(x, g, ps, st, pad, df))
