@@ -232,3 +232,37 @@ def test_numpy_max_pool_matches_window_max_and_first_argmax():
         g = rng.standard_normal(y.shape).astype(np.float32)
         np.testing.assert_array_equal(K.max_pool_backprop(x, g, ps, st, pad, df),
                                       reference_backprop(x, g, ps, st, pad, df))
+
+
+# -- TensorFlow: compiled functions dispatch by signature -----------------------------------------
+def test_tensorflow_compiled_function_shortcut_behaves_as_the_tf_function():
+    from tests.conftest import BACKENDS
+
+    if "tensorflow" not in BACKENDS:
+        pytest.skip("tensorflow is not installed")
+    import tensorflow as tf
+
+    with unidl.use_backend("tensorflow"):
+        be = unidl.current_backend()
+        calls = tf.Variable(0.0)
+
+        def f(x, scale):
+            calls.assign_add(1.0)  # a side effect that must happen on every call
+            return x * tf.cast(scale, x.dtype)
+
+        g = be.compile_function(f)
+        for shape, dt in [((2,), tf.float32), ((3,), tf.float32), ((2,), tf.float32),
+                          ((4, 2), tf.float32), ((2,), tf.float64), ((2,), tf.float32)]:
+            x = tf.ones(shape, dt)
+            out = g(x, tf.constant(3.0))
+            assert out.dtype == dt and tuple(out.shape) == shape
+            np.testing.assert_array_equal(out.numpy(), np.full(shape, 3.0))
+        assert calls.numpy() == 6.0
+        # called with a Python value, keywords, or from inside another tf.function: the
+        # tf.function itself handles the call
+        np.testing.assert_array_equal(g(tf.ones((2,)), 2.0).numpy(), [2.0, 2.0])
+        np.testing.assert_array_equal(g(tf.ones((2,)), scale=tf.constant(4.0)).numpy(),
+                                      [4.0, 4.0])
+        outer = tf.function(lambda x: g(x, tf.constant(5.0)) + 1.0)
+        np.testing.assert_array_equal(outer(tf.ones((2,))).numpy(), [6.0, 6.0])
+        assert calls.numpy() == 9.0

@@ -34,10 +34,9 @@ def _split(values):
 
 def _check_selection(args) -> str | None:
     """Why the --check/--dtype/--device selection of ``args`` is unusable, or None."""
+    from unidl import dtypes as _dt
     from unidl_conformance.cases import selected_backends
     from unidl_conformance.registry import CHECKS
-
-    from unidl import dtypes as _dt
 
     for check in _split(args.check) or []:
         if check not in CHECKS:

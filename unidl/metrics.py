@@ -70,8 +70,17 @@ class Metric:
 
 
 def _weighted(values, sample_weight):
-    values = ops.cast(values, "float32")
+    if ops.dtype(values) != "float32":
+        values = ops.cast(values, "float32")
     if sample_weight is None:
+        shape = ops.shape(values)
+        if not shape:  # one value (a loss): its own sum, a count of one
+            return values, 1.0
+        if all(isinstance(d, int) for d in shape):  # a static shape: the count is a constant
+            n = 1
+            for d in shape:
+                n *= d
+            return ops.sum(values), float(n)
         return ops.sum(values), ops.sum(ops.ones_like(values))
     w = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
     while len(ops.shape(w)) > len(ops.shape(values)):
@@ -97,6 +106,12 @@ class Mean(Metric):
 
     def update_state(self, values, sample_weight=None):
         total, count = _weighted(ops.convert_to_tensor(values), sample_weight)
+        if self.dtype == "float32" and ops.shape(total) == ():
+            # the loss tracker's per-step path: float32 scalars, so the sums are assigned
+            # without the conversions and checks of ``assign_add``
+            for var, delta in ((self.total, total), (self.count, count)):
+                var._assign_native(ops.add(ops.stop_gradient(var.value), delta))
+            return
         self.total.assign_add(total)
         self.count.assign_add(count)
 

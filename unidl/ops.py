@@ -50,6 +50,9 @@ def _describe(value) -> str:
 
 
 def _shape_of(value):
+    be = _STATE.backend
+    if be is not None and value.__class__ in be.tensor_types:
+        return tuple(be.shape_of(value))  # (the common case, first)
     v = getattr(value, "__unidl_tensor__", None)
     if v is not None:
         value = v()
@@ -132,6 +135,8 @@ def convert_to_tensor(x, dtype=None):
     unless ``dtype`` is given.
     """
     be = _current_backend()
+    if dtype is None and x.__class__ in be.tensor_types:
+        return x  # (the common case, first)
     v = getattr(x, "__unidl_tensor__", None)
     if v is not None:
         x = v()
@@ -172,6 +177,9 @@ def is_tensor(x) -> bool:
 
 def shape(x) -> tuple:
     """The static shape of ``x`` as a tuple of ints."""
+    be = _STATE.backend
+    if be is not None and x.__class__ in be.tensor_types:
+        return tuple(be.shape_of(x))
     return _shape_of(x)
 
 
@@ -185,6 +193,9 @@ def size(x) -> int:
 
 def dtype(x) -> str:
     """The unidl dtype name of ``x`` (e.g. ``"float32"``)."""
+    be = _STATE.backend
+    if be is not None and x.__class__ in be.tensor_types:
+        return be.dtype_of(x)  # (the common case, first)
     v = getattr(x, "__unidl_tensor__", None)
     if v is not None:
         x = v()

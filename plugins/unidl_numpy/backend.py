@@ -7,6 +7,7 @@ import numpy as np
 from unidl import dtypes as _dt
 from unidl.backend import Backend
 from unidl_numpy.kernels import all_kernels
+from unidl_numpy.optimizers import OPTIMIZER_KERNELS
 
 _ND = np.ndarray
 _DTYPE_NAMES: dict = {}  # np.dtype -> unidl name (``dtype.name`` is slow, and asked per op)
@@ -36,6 +37,7 @@ class NumpyBackend(Backend):
     def __init__(self):
         super().__init__()
         self.kernels = {name: _as_array(fn) for name, fn in all_kernels().items()}
+        self.optimizer_kernels = dict(OPTIMIZER_KERNELS)
 
     def version(self) -> str:
         return np.__version__

@@ -173,4 +173,49 @@ class TensorFlowBackend(Backend):
 
     def compile_function(self, fn, jit=False):
         # unidl code uses only Python control flow: autograph would only slow tracing down
-        return tf.function(fn, jit_compile=bool(jit), reduce_retracing=True, autograph=False)
+        return _Dispatch(tf.function(fn, jit_compile=bool(jit), reduce_retracing=True,
+                                     autograph=False))
+
+
+class _Dispatch:
+    """A ``tf.function`` whose calls with eager tensors of a signature seen before go
+    straight to that signature's concrete function, skipping the polymorphic dispatch
+    (argument binding and trace-cache lookup: ~0.1-0.2 ms per call on a small CPU, a few
+    percent of a small model's step). For eager callers outside a distribution strategy the
+    ``tf.function`` would pick that same concrete function: its cache key is the argument
+    signature (the device scope is not part of it). Anything else goes through the
+    ``tf.function``."""
+
+    def __init__(self, function):
+        self.function = function
+        self.concrete = {}
+        self.__wrapped__ = function
+        # (the eager tensor class; made here, not at import: a tensor made at import would
+        # initialize TensorFlow before the backend configures its logical devices)
+        self._eager = type(tf.constant(0.0))
+
+    def __call__(self, *args, **kwargs):
+        key = None
+        if not kwargs and not tf.distribute.has_strategy():  # (strategies retrace per device)
+            key = []
+            for a in args:
+                if a.__class__ is not self._eager:
+                    key = None
+                    break
+                key.append((a.dtype, tuple(a.shape)))
+        if key is not None:
+            key = tuple(key)
+            concrete = self.concrete.get(key)
+            if concrete is not None:
+                return concrete(*args)
+        out = self.function(*args, **kwargs)
+        if key is not None and len(self.concrete) < 32:
+            try:
+                self.concrete[key] = self.function.get_concrete_function(*args)
+            except Exception:  # (not expected; the tf.function keeps working)
+                pass
+        return out
+
+    def get_concrete_function(self, *args, **kwargs):
+        return self.function.get_concrete_function(*args, **kwargs)
+

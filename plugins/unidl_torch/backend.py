@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -112,7 +113,10 @@ class TorchBackend(Backend):
     def vjp(self, fn, primals, create_graph=False):
         # A primal that already requires grad (an outer differentiation's input) is viewed,
         # not detached, so that gradients of gradients stay connected.
-        leaves = [(p.view_as(p) if p.requires_grad else p.detach().requires_grad_(True))
+        # (Without create_graph nothing outer is differentiated: a detached leaf suffices and
+        # costs no extra view node in the backward pass.)
+        leaves = [(p.view_as(p) if p.requires_grad and create_graph
+                   else p.detach().requires_grad_(True))
                   if p.is_floating_point() else p for p in primals]
         with torch.enable_grad():
             out = fn(*leaves)
@@ -150,6 +154,17 @@ class TorchBackend(Backend):
 
     def compile_function(self, fn, jit=False):
         return torch.compile(fn) if jit else fn
+
+    def inference_function(self, fn):
+        """``fn`` run under ``torch.no_grad()`` (the evaluation and prediction steps of
+        ``Model``: nothing there is differentiated, so autograd records nothing)."""
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+
+        return run
 
     @contextlib.contextmanager
     def strict_numerics(self):

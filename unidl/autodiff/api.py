@@ -36,10 +36,13 @@ def _is_variable(x) -> bool:
     return hasattr(x, "_unidl_swap")
 
 
+_FLOATS = frozenset(_dt.FLOAT_DTYPES)
+
+
 def _leaf_value(x, be, what: str):
     from unidl import ops
 
-    if _is_variable(x):
+    if hasattr(x, "_unidl_swap"):
         return x.value
     try:
         return ops.convert_to_tensor(x)
@@ -71,7 +74,7 @@ def _call_with_leaves(fn, args, flat, treedef, leaves):
     call_leaves = []
     try:
         for orig, new in zip(flat, leaves):
-            if _is_variable(orig):
+            if hasattr(orig, "_unidl_swap"):
                 swapped.append((orig, orig._unidl_swap(new)))
                 call_leaves.append(orig)
             else:
@@ -99,8 +102,9 @@ def vjp(fn, *primals, has_aux=False):
     from unidl import ops
 
     be = current_backend()
+    native = be.tensor_types
     flat, treedef = tree.flatten(primals)
-    values = [_leaf_value(x, be, "vjp") for x in flat]
+    values = [x.value if hasattr(x, "_unidl_swap") else _leaf_value(x, be, "vjp") for x in flat]
     info = {}
 
     def fn_flat(*leaves):
@@ -110,21 +114,34 @@ def vjp(fn, *primals, has_aux=False):
                 raise GradientError("has_aux=True needs the function to return (output, aux)")
             out, aux = out
             # aux is returned as a value: not differentiated (and never a traced value)
-            info["aux"] = tree.map_structure(
-                lambda a: ops.stop_gradient(a) if ops.is_tensor(a) else a, aux)
+            if aux.__class__ in native:
+                info["aux"] = ops.stop_gradient(aux)
+            else:
+                info["aux"] = tree.map_structure(
+                    lambda a: ops.stop_gradient(a) if ops.is_tensor(a) else a, aux)
+        if out.__class__ in native:
+            info["tree"] = None
+            return [out]
         out_flat, info["tree"] = tree.flatten(out)
-        return [ops.convert_to_tensor(o) if not _traced(o) else o for o in out_flat]
+        return [o if o.__class__ in native or _traced(o) else ops.convert_to_tensor(o)
+                for o in out_flat]
 
     out_values, raw_vjp = _vjp_flat(fn_flat, values, be)
-    outputs = tree.unflatten(info["tree"], out_values)
+    # (a single tensor output: no tree)
+    outputs = out_values[0] if info["tree"] is None else tree.unflatten(info["tree"],
+                                                                          out_values)
 
     def vjp_fn(cotangents):
-        ct_flat, ct_tree = tree.flatten(cotangents)
+        ct_flat = [cotangents] if cotangents.__class__ in native else tree.flatten(cotangents)[0]
         if len(ct_flat) != len(out_values):
             raise GradientError(f"vjp: got {len(ct_flat)} cotangents for {len(out_values)} "
                                 "outputs; pass one per output, shaped like it")
         cts = []
         for o, c in zip(out_values, ct_flat):
+            if (c.__class__ in native and o.__class__ in native and c.dtype == o.dtype
+                    and c.shape == o.shape):
+                cts.append(c)  # (the common case: nothing to convert or check)
+                continue
             c = ops.convert_to_tensor(c, ops.dtype(o))
             if ops.shape(c) != ops.shape(o):
                 raise GradientError(f"vjp: cotangent of shape {ops.shape(c)} for an output of "
@@ -173,8 +190,8 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         diff_args = tuple(args[n] for n in nums)
         for n, a in zip(nums, diff_args):
             for leaf in tree.flatten(a)[0]:
-                d = leaf.dtype if _is_variable(leaf) else ops.dtype(leaf)
-                if not _dt.is_float(_dt.standardize(d)):
+                d = leaf.dtype if hasattr(leaf, "_unidl_swap") else ops.dtype(leaf)
+                if d not in _FLOATS and not _dt.is_float(_dt.standardize(d)):
                     raise GradientError(f"value_and_grad: argument {n} has dtype {d}; gradients "
                                         "are defined only for floating-point inputs")
 
@@ -186,10 +203,13 @@ def value_and_grad(fn, argnums=0, has_aux=False):
 
         res = vjp(partial, *diff_args, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
-        if not ops.is_tensor(out) and not _traced(out):
-            raise GradientError(f"value_and_grad: the function must return one scalar tensor, "
-                                f"got {type(out).__name__}")
-        shape = ops.shape(out)
+        if out.__class__ in current_backend().tensor_types:
+            shape = tuple(out.shape)
+        else:
+            if not ops.is_tensor(out) and not _traced(out):
+                raise GradientError(f"value_and_grad: the function must return one scalar "
+                                    f"tensor, got {type(out).__name__}")
+            shape = ops.shape(out)
         if any(d != 1 for d in shape):
             raise GradientError(
                 f"value_and_grad: the function returned a tensor of shape {shape}; gradients "

@@ -144,10 +144,16 @@ class Tracer:
         return _ops().transpose(self)
 
 
-def _ops():
-    from unidl import ops
+_OPS = []
 
-    return ops
+
+def _ops():
+    """``unidl.ops`` (imported on first use, then cached: this runs for every traced op)."""
+    if not _OPS:
+        from unidl import ops
+
+        _OPS.append(ops)
+    return _OPS[0]
 
 
 def _primal(x):
@@ -157,6 +163,7 @@ def _primal(x):
 
 
 _DTYPE_NAMES: dict = {}  # native dtype -> unidl name (asked for every traced value)
+_FLOATS = frozenset(_dt.FLOAT_DTYPES)
 
 
 def _dtype(v):
@@ -196,45 +203,79 @@ def traced_table(be) -> Table:
         from unidl.spec import all_specs
 
         table = Table(be.name + "[traced]")
+        natives = frozenset(be.tensor_types)
         for spec in all_specs():
-            setattr(table, spec.name, _traced(spec, getattr(be.table, spec.name), table))
+            setattr(table, spec.name, _traced(spec, getattr(be.table, spec.name), table,
+                                              natives))
         be.traced_table = table
     return be.traced_table
 
 
-def _traced(spec, base, table):
+def _traced(spec, base, table, natives=frozenset()):
     tpos, lpos = spec.tensor_pos, spec.tensor_list_pos
     name = spec.name
     through_impl = spec.kind == COMPOSITE and spec.grad is None and spec.differentiable
     impl = spec.impl
     n_slots = len(tpos) + len(lpos)
+    is_stop = name == "stop_gradient"
 
     def traced(*args):
-        if any(args[i].__class__ is not Tracer and hasattr(args[i], "__unidl_tensor__")
-               for i in tpos):
-            args = tuple(_unwrap_var(a) if i in tpos else a for i, a in enumerate(args))
-        level = _max_level(args, tpos, lpos)
+        # unwrap Variables in tensor positions (their value may be a Tracer: a Variable
+        # being differentiated) and find the highest nesting level among the arguments
+        level = 0
+        unwrapped = None
+        for i in tpos:
+            a = args[i]
+            c = a.__class__
+            if c is Tracer:
+                if a.level > level:
+                    level = a.level
+            elif c not in natives and hasattr(a, "__unidl_tensor__"):
+                a = a.__unidl_tensor__()
+                if unwrapped is None:
+                    unwrapped = list(args)
+                unwrapped[i] = a
+                if a.__class__ is Tracer and a.level > level:
+                    level = a.level
+        if unwrapped is not None:
+            args = tuple(unwrapped)
+        for i in lpos:
+            for a in args[i]:
+                if a.__class__ is Tracer and a.level > level:
+                    level = a.level
         if level == 0:
             return base(*args)
-        if name == "stop_gradient":
+        if is_stop:
             return base(_primal(args[0]))
         if through_impl:
             return impl(*args)
         prim = list(args)
         parents = []
+        lower = False  # whether values of an outer differentiation remain (nested grads)
         for slot, i in enumerate(tpos):
             a = prim[i]
-            if a.__class__ is Tracer and a.level == level:
-                prim[i] = a.value
-                parents.append((slot, None, a))
+            if a.__class__ is Tracer:
+                if a.level == level:
+                    prim[i] = a.value
+                    parents.append((slot, None, a))
+                    if a.value.__class__ is Tracer:
+                        lower = True
+                else:
+                    lower = True
         for k, i in enumerate(lpos):
             seq = list(prim[i])
             for j, a in enumerate(seq):
-                if a.__class__ is Tracer and a.level == level:
-                    seq[j] = a.value
-                    parents.append((len(tpos) + k, j, a))
+                if a.__class__ is Tracer:
+                    if a.level == level:
+                        seq[j] = a.value
+                        parents.append((len(tpos) + k, j, a))
+                        if a.value.__class__ is Tracer:
+                            lower = True
+                    else:
+                        lower = True
             prim[i] = seq
-        out = getattr(table, name)(*prim)
+        # the op on the values: through the traced table if outer levels are active
+        out = getattr(table, name)(*prim) if lower else base(*prim)
         if not spec.differentiable or not parents:
             return out
         if spec.grad is None:
@@ -254,7 +295,7 @@ def _traced(spec, base, table):
 # -- backward pass --------------------------------------------------------------------------
 def _unbroadcast(g, shape, dtype):
     ops = _ops()
-    gshape = ops.shape(g)
+    gshape = tuple(g.shape) if hasattr(g, "shape") else ops.shape(g)
     if gshape != tuple(shape):
         extra = len(gshape) - len(shape)
         axes = list(range(extra))
@@ -268,6 +309,33 @@ def _unbroadcast(g, shape, dtype):
     if ops.dtype(g) != dtype:
         g = ops.cast(g, dtype)
     return g
+
+
+# -- one-sided gradient rules -----------------------------------------------------------------
+# For two-input ops whose backward is two independent products, the cotangent of one input
+# alone, computed exactly as the spec's rule computes it (tests/test_perf_paths.py checks they
+# agree). ``slot`` is the input wanted; None means "use the full rule".
+def _matmul_one_sided(slot, g, out, x, y):
+    ops = _ops()
+    if len(ops.shape(x)) < 2 or len(ops.shape(y)) < 2:
+        return None
+    if slot == 0:
+        return (ops.matmul(g, ops.einsum("...ij->...ji", y)), None)
+    return (None, ops.matmul(ops.einsum("...ij->...ji", x), g))
+
+
+def _conv_one_sided(slot, g, out, x, kernel, strides, padding, data_format, dilation_rate,
+                    groups):
+    ops = _ops()
+    if slot == 0:
+        return (ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
+                                        dilation_rate, groups), None)
+    return (None, ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding,
+                                           data_format, dilation_rate, groups))
+
+
+_ONE_SIDED = {"matmul": _matmul_one_sided, "conv1d": _conv_one_sided,
+              "conv2d": _conv_one_sided}
 
 
 def _key(t: Tracer):
@@ -310,17 +378,30 @@ def backward(outputs, cotangents, leaves):
             g = cts.pop((id(node), None), None)
             if g is None:
                 continue
-        grads = node.spec.grad(g, node.out, *node.args)
+        grads = None
+        if len(node.parents) == 1 and node.spec.name in _ONE_SIDED:
+            # only one input is differentiated (e.g. a layer's weight, not its data input):
+            # skip computing the other input's cotangent
+            grads = _ONE_SIDED[node.spec.name](node.parents[0][0], g, node.out, *node.args)
+        if grads is None:
+            grads = node.spec.grad(g, node.out, *node.args)
         if not isinstance(grads, (tuple, list)):
             raise GradientError(f"{node.spec.name}: gradient rule must return a tuple")
+        n_grads = len(grads)
         for slot, j, parent in node.parents:
-            gi = grads[slot] if slot < len(grads) else None
+            gi = grads[slot] if slot < n_grads else None
             if gi is not None and j is not None:
                 gi = gi[j]
-            if gi is None or not _dt.is_float(parent.dtype):
+            if gi is None:
                 continue
-            gi = _unbroadcast(gi, parent.shape, parent.dtype)
-            k = _key(parent)
+            pdt = parent.dtype
+            if pdt not in _FLOATS:
+                continue
+            pshape = tuple(parent.value.shape)
+            if not (gi.__class__ is parent.value.__class__ and tuple(gi.shape) == pshape
+                    and _dtype(gi) == pdt):
+                gi = _unbroadcast(gi, pshape, pdt)  # (a no-op in the common case above)
+            k = ("leaf", id(parent)) if parent.node is None else (id(parent.node), parent.index)
             cts[k] = gi if k not in cts else ops.add(cts[k], gi)
     return [cts.get(_key(t)) if t is not None else None for t in leaves]
 

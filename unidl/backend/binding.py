@@ -56,6 +56,9 @@ def _missing_kernel(op: str, backend: str):
     return missing
 
 
+_SCALARS = (int, float)  # exact classes: bool (a subclass of int) takes the generic path
+
+
 def _unwrap(a):
     get = getattr(a, "__unidl_tensor__", None)
     return get() if get is not None else a
@@ -167,18 +170,31 @@ def prepare(spec, kernel, be):
         return args
 
     pset = frozenset(ppos)
+    int_natives = set()
+    for d in _dt.INT_DTYPES:
+        try:
+            int_natives.add(be.native_dtype(d))
+        except Exception:
+            pass
+    INTS = frozenset(int_natives)
+
+    convert_native, dtype_of_native = be.convert, be.dtype_of
 
     def fast_args(args):
-        """``args`` with Variables unwrapped if every tensor argument is then a native tensor
-        needing no conversion (one dtype across the promoted group, float where the op
-        needs float); else None (the caller runs :func:`normalize`)."""
+        """``args`` ready for the kernel if that needs no promotion: Variables unwrapped, every
+        tensor argument (also in tensor lists) a native tensor, one dtype across the promoted
+        group (Python scalars in it converted to that dtype when the weak-scalar rule keeps
+        it), float where the op needs float. Else None: the caller runs :func:`normalize`."""
         args = list(args)
-        group = None
+        group = first = scalars = None
         for i in tpos:
             a = args[i]
             if a is None:
                 continue
             if a.__class__ not in T:
+                if a.__class__ in _SCALARS and i in pset:
+                    scalars = (scalars or []) + [i]
+                    continue
                 a = _unwrap(a)
                 if a.__class__ not in T:
                     return None
@@ -188,9 +204,34 @@ def prepare(spec, kernel, be):
                 return None
             if i in pset:
                 if group is None:
-                    group = d
+                    group, first = d, a
                 elif d != group:
                     return None
+        for i in lpos:
+            seq = list(args[i])
+            for k, a in enumerate(seq):
+                if a.__class__ not in T:
+                    a = seq[k] = _unwrap(a)
+                    if a.__class__ not in T:
+                        return None
+                d = a.dtype
+                if fi and d not in FL:
+                    return None
+                if i in pset:
+                    if group is None:
+                        group, first = d, a
+                    elif d != group:
+                        return None
+            args[i] = seq
+        if scalars:
+            if group is None:
+                return None
+            for i in scalars:
+                if not (group in FL or (not fi and args[i].__class__ is int and group in INTS)):
+                    return None
+            name = dtype_of_native(first)
+            for i in scalars:
+                args[i] = convert_native(args[i], name)
         return args
 
     if has_dtype and not lpos and tpos == (0,):
@@ -218,13 +259,13 @@ def prepare(spec, kernel, be):
 
         return with_dtype
 
-    if has_dtype or lpos:
+    if has_dtype:
         def generic(*args):
             return kernel(*normalize(args))
 
         return generic
 
-    if not tpos:
+    if not tpos and not lpos:
         return kernel
 
     if len(tpos) == 1 and tpos[0] == 0:
@@ -246,16 +287,32 @@ def prepare(spec, kernel, be):
         return unary
 
     if tpos == (0, 1) and ppos == (0, 1):
+        convert, dtype_of = be.convert, be.dtype_of
+
         def binary(x, y, *rest):
             if x.__class__ not in T:
                 x = _unwrap(x)
             if y.__class__ not in T:
                 y = _unwrap(y)
-            if (x.__class__ in T and y.__class__ in T and x.dtype == y.dtype
-                    and (not fi or x.dtype in FL)):
-                return kernel(x, y, *rest)
+            if x.__class__ in T:
+                if y.__class__ in T:
+                    if x.dtype == y.dtype and (not fi or x.dtype in FL):
+                        return kernel(x, y, *rest)
+                elif y.__class__ in _SCALARS and _weak_keeps(x.dtype, y):
+                    # a Python scalar with a tensor that keeps its dtype under the weak
+                    # promotion rule: the scalar is converted to the tensor's dtype
+                    return kernel(x, convert(y, dtype_of(x)), *rest)
+            elif x.__class__ in _SCALARS and y.__class__ in T and _weak_keeps(y.dtype, x):
+                return kernel(convert(x, dtype_of(y)), y, *rest)
             x, y = normalize((x, y) + rest)[:2]
             return kernel(x, y, *rest)
+
+        def _weak_keeps(d, scalar):
+            """Whether a tensor of native dtype ``d`` with a weak Python ``scalar`` promotes
+            to ``d`` (and ``d`` suits the op): floats with any number, ints with ints."""
+            if d in FL:
+                return True
+            return not fi and scalar.__class__ is int and d in INTS
 
         return binary
 

@@ -75,9 +75,22 @@ def _flatten(x):
     return tree.flatten(x)
 
 
+_CONTAINERS = (list, tuple, dict)
+
+
 def _is_symbolic(*xs) -> bool:
     leaves, _ = _flatten(list(xs))
     return any(isinstance(v, SymbolicTensor) for v in leaves)
+
+
+def _is_symbolic_call(inputs, args, kwargs) -> bool:
+    """``_is_symbolic(inputs, args, kwargs)``, without flattening in the common eager call
+    ``layer(tensor, training=...)``."""
+    if args or isinstance(inputs, _CONTAINERS) or any(
+            isinstance(v, _CONTAINERS) for v in kwargs.values()):
+        return _is_symbolic(inputs, args, kwargs)
+    return isinstance(inputs, SymbolicTensor) or any(
+        isinstance(v, SymbolicTensor) for v in kwargs.values())
 
 
 def _static_shape(x):
@@ -292,11 +305,11 @@ class Layer:
         self.built = True
 
     def __call__(self, inputs, *args, **kwargs):
-        if _is_symbolic(inputs, args, kwargs):
+        if _is_symbolic_call(inputs, args, kwargs):
             from unidl.models.functional import call_symbolic
 
             return call_symbolic(self, inputs, args, kwargs)
-        self._activity_losses = []
+        object.__setattr__(self, "_activity_losses", [])  # (an empty list: nothing to track)
         if not self.built:
             self._maybe_build(inputs)
         if "training" in kwargs and not _accepts_training(self):

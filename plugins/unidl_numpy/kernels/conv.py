@@ -220,12 +220,25 @@ def _count(geo, dtype):
     return _pool_windows(ones, geo, 0.0).sum(-1)
 
 
+def _max_taps(xp, geo):
+    """The window maxima of the padded channels-last ``xp``: an elementwise maximum over the
+    kernel taps (strided views), which needs no copy of the windows."""
+    out = None
+    for off in np.ndindex(*geo.kernel):
+        t = xp[_tap(off, geo)]
+        if out is None:
+            out = t.copy()
+        else:
+            np.maximum(out, t, out=out)
+    return out
+
+
 def max_pool(x, pool_size, strides, padding, data_format):
     geo = C.pool_geometry(x.shape, pool_size, strides, padding, data_format, "max_pool")
     xc = _cl(x, geo)
     if xc.size == 0:
         return _uncl(np.zeros((xc.shape[0], *geo.out_sizes, geo.channels), x.dtype), geo)
-    return _uncl(_pool_windows(xc, geo, -np.inf).max(-1), geo)
+    return _uncl(_max_taps(_pad(xc, geo, -np.inf), geo), geo)
 
 
 def avg_pool(x, pool_size, strides, padding, data_format):
@@ -260,9 +273,24 @@ def max_pool_backprop(x, g, pool_size, strides, padding, data_format):
     size = n * int(np.prod(geo.padded_sizes)) * c
     if gc.size == 0:
         return np.zeros(x.shape, x.dtype)
-    lin = _argmax_index(xc, geo)
-    xp = np.bincount(lin.ravel(), weights=gc.astype(np.float64).ravel(), minlength=size)
-    xp = xp.reshape((n, *geo.padded_sizes, c))
+    if any(st < k for st, k in zip(geo.strides, geo.kernel)):
+        # overlapping windows: a cell may collect several gradients (summed in float64)
+        lin = _argmax_index(xc, geo)
+        xp = np.bincount(lin.ravel(), weights=gc.astype(np.float64).ravel(), minlength=size)
+        xp = xp.reshape((n, *geo.padded_sizes, c))
+        return _uncl(_crop(xp, geo).astype(x.dtype, copy=False), geo)
+    # disjoint windows: each window's gradient goes to its first maximum (in window order,
+    # as argmax; a NaN counts as the maximum), found tap by tap without copying windows
+    xp_in = _pad(xc, geo, -np.inf)
+    best = _max_taps(xp_in, geo)
+    xp = np.zeros((n, *geo.padded_sizes, c), np.result_type(gc.dtype, x.dtype))
+    free = np.ones(best.shape, bool)  # windows whose maximum is not yet found
+    for off in np.ndindex(*geo.kernel):
+        t = xp_in[_tap(off, geo)]
+        hit = (t == best) | (t != t)
+        hit &= free
+        free &= ~hit
+        xp[_tap(off, geo)] = np.where(hit, gc, 0)
     return _uncl(_crop(xp, geo).astype(x.dtype, copy=False), geo)
 
 

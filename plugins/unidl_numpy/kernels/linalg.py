@@ -4,14 +4,31 @@ import numpy as np
 
 from unidl.spec.linalg import einsum_expand, tensordot_axes
 
+_EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression, or the axes of a transpose
+
+
+def _plan(subscripts, shapes):
+    key = (subscripts, shapes)
+    plan = _EXPRS.get(key)
+    if plan is None:
+        terms, out, _ = einsum_expand(subscripts, shapes)
+        plan = ",".join(terms) + "->" + out
+        if len(terms) == 1 and sorted(terms[0]) == sorted(out) \
+                and len(set(terms[0])) == len(terms[0]):
+            plan = tuple(terms[0].index(c) for c in out)  # a pure transpose (a view)
+        if len(_EXPRS) < 4096:
+            _EXPRS[key] = plan
+    return plan
+
 
 def einsum(subscripts, operands):
-    terms, out, _ = einsum_expand(subscripts, tuple(a.shape for a in operands))
-    expr = ",".join(terms) + "->" + out
+    plan = _plan(subscripts, tuple(a.shape for a in operands))
+    if plan.__class__ is tuple:
+        return np.transpose(operands[0], plan)
     if len(operands) > 1:
         # optimize=True contracts pairwise with BLAS (tensordot) where it can
-        return np.einsum(expr, *operands, optimize=True)
-    return np.einsum(expr, *operands)
+        return np.einsum(plan, *operands, optimize=True)
+    return np.einsum(plan, *operands)
 
 
 def tensordot(x, y, axes=2):

@@ -16,6 +16,7 @@ from unidl.spec.nn import (
     norm_axes,
     param_broadcast_shape,
 )
+from unidl_numpy.kernels.elementwise import where as _where
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -74,7 +75,11 @@ def gelu(x, approximate=True):
 @_half_to_float
 def sigmoid(x):
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    d = 1.0 + e
+    pos = np.divide(1.0, d)
+    neg = np.divide(e, d)
+    # the branch-free select of the elementwise kernels (np.where is slow on random signs)
+    return _where(x >= 0, pos, neg).astype(x.dtype, copy=False)
 
 
 def hard_sigmoid(x):
@@ -149,7 +154,7 @@ def dropout(x, rate, seed=None, training=True):
     else:
         mask = dropout_mask(x.shape, rate, seed)
     scale = x.dtype.type(1.0 / (1.0 - rate))
-    return np.where(mask, x * scale, x.dtype.type(0))
+    return _where(mask, x * scale, np.zeros((), x.dtype))  # (a branch-free np.where)
 
 
 KERNELS = {

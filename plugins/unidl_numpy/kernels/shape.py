@@ -96,7 +96,8 @@ def scatter_add(x, indices, updates):
 
 def one_hot(indices, num_classes, axis=-1, dtype="float32"):
     out = (indices[..., None] == np.arange(num_classes)).astype(_dt.numpy_dtype(dtype))
-    return np.moveaxis(out, -1, normalize_axis(axis, indices.ndim + 1))
+    ax = normalize_axis(axis, indices.ndim + 1)
+    return out if ax == indices.ndim else np.moveaxis(out, -1, ax)
 
 
 def _desc_order(x):

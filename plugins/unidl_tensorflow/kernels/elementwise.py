@@ -122,8 +122,22 @@ def _float_test(fn, integer_result):
     return test
 
 
+_BIAS_DTYPES = frozenset((tf.float16, tf.bfloat16, tf.float32, tf.float64))
+
+
+def add(x, y):
+    """``x + y``; a float vector added along the last axis is a ``BiasAdd`` (the same sum),
+    which TensorFlow's graph optimizer fuses into a preceding MatMul or Conv2D, as it does for
+    Keras layers."""
+    ys, xs = y.shape, x.shape
+    if (ys.rank == 1 and xs.rank is not None and xs.rank >= 2 and x.dtype in _BIAS_DTYPES
+            and x.dtype == y.dtype and ys[0] is not None and xs[-1] == ys[0]):
+        return tf.nn.bias_add(x, y)
+    return tf.add(x, y)
+
+
 KERNELS = {
-    "add": tf.add,
+    "add": add,
     "subtract": tf.subtract,
     "multiply": tf.multiply,
     "divide": tf.math.truediv,

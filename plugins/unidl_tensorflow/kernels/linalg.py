@@ -45,8 +45,17 @@ def einsum(subscripts, operands):
         if any(d is None for d in shape):  # unknown dims (traced): pass the subscripts as given
             return tf.einsum(subscripts, *operands)
         shapes.append(tuple(shape))
-    terms, out, _ = einsum_expand(subscripts, tuple(shapes))
-    return tf.einsum(",".join(terms) + "->" + out, *operands)
+    key = (subscripts, tuple(shapes))
+    expr = _EXPRS.get(key)
+    if expr is None:
+        terms, out, _ = einsum_expand(subscripts, key[1])
+        expr = ",".join(terms) + "->" + out
+        if len(_EXPRS) < 4096:
+            _EXPRS[key] = expr
+    return tf.einsum(expr, *operands)
+
+
+_EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression (parsed once)
 
 
 KERNELS = {

@@ -24,9 +24,18 @@ def dot(x, y):
     return tensordot(x, y, ([nx - 1], [ny - 2]))
 
 
+_EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression (parsed once)
+
+
 def einsum(subscripts, operands):
-    terms, out, _ = einsum_expand(subscripts, tuple(tuple(a.shape) for a in operands))
-    return torch.einsum(",".join(terms) + "->" + out, *operands)
+    key = (subscripts, tuple(tuple(a.shape) for a in operands))
+    expr = _EXPRS.get(key)
+    if expr is None:
+        terms, out, _ = einsum_expand(subscripts, key[1])
+        expr = ",".join(terms) + "->" + out
+        if len(_EXPRS) < 4096:
+            _EXPRS[key] = expr
+    return torch.einsum(expr, *operands)
 
 
 def tensordot(x, y, axes=2):

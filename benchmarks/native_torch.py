@@ -1,0 +1,118 @@
+"""The reference a PyTorch user writes by hand: ``torch.nn.Module`` + ``torch.optim.Adam``.
+
+The CNN takes NCHW input (torch's own layout; the data is transposed once, outside the
+timing), the LSTM is ``torch.nn.LSTM``. The modules are given the unidl model's initial
+weights (Keras layouts converted to torch's) so that both compute the same function; the
+harness checks their inference outputs agree before timing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from common import EPSILON, LEARNING_RATE
+from torch import nn
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.drop = nn.Dropout(0.2)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc2(self.drop(F.relu(self.fc1(x))))
+
+    def load_keras(self, w):
+        _linear(self.fc1, w[0], w[1])
+        _linear(self.fc2, w[2], w[3])
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3)
+        self.conv2 = nn.Conv2d(16, 32, 3)
+        self.fc = nn.Linear(32 * 5 * 5, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(torch.flatten(x, 1))
+
+    def load_keras(self, w):
+        _conv(self.conv1, w[0], w[1])
+        _conv(self.conv2, w[2], w[3])
+        # Keras flattens (h, w, c); torch flattens (c, h, w)
+        k = w[4].reshape(5, 5, 32, 10).transpose(2, 0, 1, 3).reshape(800, 10)
+        _linear(self.fc, k, w[5])
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(32, 128, batch_first=True)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x)
+        return self.fc(h[0])
+
+    def load_keras(self, w):
+        with torch.no_grad():  # Keras gate order i, f, c, o is torch's i, f, g, o
+            self.lstm.weight_ih_l0.copy_(torch.from_numpy(w[0].T.copy()))
+            self.lstm.weight_hh_l0.copy_(torch.from_numpy(w[1].T.copy()))
+            self.lstm.bias_ih_l0.copy_(torch.from_numpy(w[2]))
+            self.lstm.bias_hh_l0.zero_()
+        _linear(self.fc, w[3], w[4])
+
+
+def _linear(layer, kernel, bias):
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
+        layer.bias.copy_(torch.from_numpy(bias))
+
+
+def _conv(layer, kernel, bias):
+    with torch.no_grad():  # (kh, kw, in, out) -> (out, in, kh, kw)
+        layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))))
+        layer.bias.copy_(torch.from_numpy(bias))
+
+
+MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTMClassifier}
+
+
+def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
+    """``(train, infer)`` callables of the hand-written torch model (see ``models.unidl_steps``)."""
+    model = MODELS[name]()
+    model.load_keras(weights)
+    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=EPSILON)
+    if name == "cnn":
+        x = x.transpose(0, 3, 1, 2)
+    xb = torch.from_numpy(np.ascontiguousarray(x))
+    yb = torch.from_numpy(y)
+
+    def train():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            return model(xb).numpy()
+
+    return train, infer
+
+
+def dispatch_pair():
+    """A tiny op through unidl and straight through torch (same inputs)."""
+    from unidl import ops
+
+    a, b = torch.ones(4), torch.ones(4)
+    return (lambda: ops.add(a, b)), (lambda: torch.add(a, b))

@@ -1,0 +1,168 @@
+"""One benchmark process: ``python benchmarks/worker.py SUITE --backend B --json OUT``.
+
+Suites:
+
+* ``native``: unidl's compiled steps against the hand-written reference of backend ``B``
+  (``native_torch``, ``native_tf``, ``native_numpy``), plus the per-op dispatch overhead.
+* ``keras``: unidl's ``train_on_batch`` / ``predict`` against Keras 3's ``train_on_batch`` /
+  ``predict_on_batch`` on the same backend (``KERAS_BACKEND`` is set by ``run.py``).
+
+Each case builds the unidl model, gives the other side the same initial weights, checks that
+both predict the same outputs, then times them interleaved (``common.interleaved``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import check_close, interleaved, make_data  # noqa: E402
+from models import build_keras, build_unidl, unidl_steps  # noqa: E402
+
+NATIVE = {"torch": "native_torch", "tensorflow": "native_tf", "numpy": "native_numpy"}
+
+
+def _log(msg):
+    print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+def _versions(backend):
+    import numpy as np
+
+    import unidl
+
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "unidl": getattr(unidl, "__version__", "?")}
+    if backend == "torch" or "torch" in sys.modules:
+        import torch
+
+        out["torch"] = torch.__version__
+        out["torch_threads"] = torch.get_num_threads()
+    if backend == "tensorflow" or "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        out["tensorflow"] = tf.__version__
+    if "keras" in sys.modules:
+        import keras
+
+        out["keras"] = keras.__version__
+    return out
+
+
+def run_native(backend, models, kinds, timing):
+    import importlib
+
+    import unidl
+
+    unidl.set_backend(backend)
+    native = importlib.import_module(NATIVE[backend])
+    results = []
+    for name in models:
+        x, y = make_data(name)
+        model = build_unidl(name)
+        u_train, u_infer = unidl_steps(model, x, y)
+        n_train, n_infer = native.steps(name, model.get_weights(), x, y)
+        err = check_close(f"{backend}/{name}", u_infer(), n_infer())
+        for kind in kinds:
+            if kind == "dispatch":
+                continue
+            a, b = (u_train, n_train) if kind == "train" else (u_infer, n_infer)
+            t0 = time.perf_counter()
+            r = interleaved({"unidl": a, "native": b}, **timing)
+            _log(f"{backend} {name} {kind}: unidl {r['unidl']['ms']:.3f} ms, native "
+                 f"{r['native']['ms']:.3f} ms, ratio {r['ratios']['native']:.3f} "
+                 f"({time.perf_counter() - t0:.1f} s)")
+            results.append({"suite": "native", "backend": backend, "model": name, "kind": kind,
+                            "unidl_ms": r["unidl"]["ms"], "other_ms": r["native"]["ms"],
+                            "ratio": r["ratios"]["native"], "max_abs_err": err, "detail": r})
+    if "dispatch" in kinds:
+        a, b = native.dispatch_pair()
+        r = interleaved({"unidl": a, "native": b}, repeats=timing["repeats"],
+                        block_s=timing["block_s"] / 2, warmup=100, min_warmup_s=0.1)
+        _log(f"{backend} dispatch: unidl {1e3 * r['unidl']['ms']:.2f} us, native "
+             f"{1e3 * r['native']['ms']:.2f} us")
+        results.append({"suite": "dispatch", "backend": backend, "model": "add(4)",
+                        "kind": "op", "unidl_ms": r["unidl"]["ms"], "other_ms": r["native"]["ms"],
+                        "ratio": r["ratios"]["native"],
+                        "overhead_us": 1e3 * (r["unidl"]["ms"] - r["native"]["ms"]),
+                        "detail": r})
+    return results
+
+
+def run_keras(backend, models, kinds, timing):
+    import numpy as np
+
+    import unidl
+
+    unidl.set_backend(backend)
+    results = []
+    for name in models:
+        x, y = make_data(name)
+        model = build_unidl(name)
+        kmodel = build_keras(name)
+        model._ensure_built(unidl.ops.convert_to_tensor(x))
+        kmodel.set_weights(model.get_weights())
+        err = check_close(f"keras-{backend}/{name}", model.predict(x, batch_size=len(x),
+                                                                    verbose=0),
+                          kmodel.predict_on_batch(x))
+
+        def u_train(model=model, x=x, y=y):
+            return model.train_on_batch(x, y)
+
+        def k_train(kmodel=kmodel, x=x, y=y):
+            return kmodel.train_on_batch(x, y)
+
+        def u_infer(model=model, x=x):
+            return model.predict(x, batch_size=len(x), verbose=0)
+
+        def k_infer(kmodel=kmodel, x=x):
+            return np.asarray(kmodel.predict_on_batch(x))
+
+        for kind in kinds:
+            if kind == "dispatch":
+                continue
+            a, b = (u_train, k_train) if kind == "train" else (u_infer, k_infer)
+            t0 = time.perf_counter()
+            r = interleaved({"unidl": a, "keras": b}, **timing)
+            _log(f"keras-{backend} {name} {kind}: unidl {r['unidl']['ms']:.3f} ms, keras "
+                 f"{r['keras']['ms']:.3f} ms, ratio {r['ratios']['keras']:.3f} "
+                 f"({time.perf_counter() - t0:.1f} s)")
+            results.append({"suite": "keras", "backend": backend, "model": name, "kind": kind,
+                            "unidl_ms": r["unidl"]["ms"], "other_ms": r["keras"]["ms"],
+                            "ratio": r["ratios"]["keras"], "max_abs_err": err, "detail": r,
+                            "keras_jit_compile": getattr(kmodel, "jit_compile", None)})
+    return results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("suite", choices=["native", "keras"])
+    p.add_argument("--backend", required=True)
+    p.add_argument("--models", default="mlp,cnn,lstm")
+    p.add_argument("--kinds", default="train,infer,dispatch")
+    p.add_argument("--repeats", type=int, default=16)
+    p.add_argument("--block-s", type=float, default=0.1)
+    p.add_argument("--quick", action="store_true", help="shorter warm-up")
+    p.add_argument("--json", required=True)
+    args = p.parse_args(argv)
+    timing = {"repeats": args.repeats, "block_s": args.block_s}
+    if args.quick:
+        timing.update(warmup=1, min_warmup_s=0.05)
+    models, kinds = args.models.split(","), args.kinds.split(",")
+    run = run_native if args.suite == "native" else run_keras
+    t0 = time.perf_counter()
+    results = run(args.backend, models, kinds, timing)
+    out = {"suite": args.suite, "backend": args.backend, "versions": _versions(args.backend),
+           "seconds": time.perf_counter() - t0, "results": results}
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
