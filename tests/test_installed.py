@@ -51,8 +51,13 @@ def _run(code: str, paths: list, cwd, timeout: int = 600):
     prelude = textwrap.dedent(f"""
         import sys
         _root = {str(ROOT)!r}
+        _source = (_root, _root + "/plugins", _root + "/conformance", _root + "/tests",
+                   _root + "/examples")
+        # drop the checkout's source folders (an editable install puts them on the path);
+        # keep site-packages, even of a virtual environment made inside the checkout
         sys.path[:] = {[str(p) for p in paths]!r} + [
-            p for p in sys.path if p and not (p == _root or p.startswith(_root + "/"))]
+            p for p in sys.path if p and p.rstrip("/") not in _source
+            and not any(p.startswith(s + "/") for s in _source[1:])]
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.pop("UNIDL_BACKEND", None)
