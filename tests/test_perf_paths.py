@@ -266,3 +266,20 @@ def test_tensorflow_compiled_function_shortcut_behaves_as_the_tf_function():
         outer = tf.function(lambda x: g(x, tf.constant(5.0)) + 1.0)
         np.testing.assert_array_equal(outer(tf.ones((2,))).numpy(), [6.0, 6.0])
         assert calls.numpy() == 9.0
+
+
+def test_mean_metric_scalar_path_adds_like_assign_add(backend):
+    from unidl import metrics
+
+    values = [0.1, 2.5, 1e-3, 7.25, -3.0]
+    m = metrics.Mean()
+    total = np.float32(0.0)
+    for v in values:
+        m.update_state(ops.convert_to_tensor(np.float32(v)))
+        total = np.float32(total + np.float32(v))
+    assert _np(m.total.value).tobytes() == np.asarray(total, np.float32).tobytes()
+    assert float(_np(m.count.value)) == len(values)
+    np.testing.assert_allclose(float(_np(m.result())), float(total) / len(values), rtol=1e-6)
+    m.reset_state()
+    m.update_state(ops.convert_to_tensor(np.float32(4.0)))
+    assert float(_np(m.result())) == 4.0

@@ -107,10 +107,15 @@ class Mean(Metric):
     def update_state(self, values, sample_weight=None):
         total, count = _weighted(ops.convert_to_tensor(values), sample_weight)
         if self.dtype == "float32" and ops.shape(total) == ():
-            # the loss tracker's per-step path: float32 scalars, so the sums are assigned
-            # without the conversions and checks of ``assign_add``
+            # the loss tracker's per-step path: float32 scalars, so the sums are added
+            # without the conversions and checks of ``assign_add`` (in place where the
+            # backend can: the same float additions)
+            add_to = getattr(self.total._be, "add_to_variable", None)
             for var, delta in ((self.total, total), (self.count, count)):
-                var._assign_native(ops.add(ops.stop_gradient(var.value), delta))
+                if add_to is not None:
+                    add_to(var.storage, delta)
+                else:
+                    var._assign_native(ops.add(ops.stop_gradient(var.value), delta))
             return
         self.total.assign_add(total)
         self.count.assign_add(count)

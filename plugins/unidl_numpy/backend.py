@@ -78,6 +78,10 @@ class NumpyBackend(Backend):
     def new_variable(self, value, trainable, name):
         return np.array(value, copy=True, order="C")  # C order: BLAS-friendly storage
 
+    def add_to_variable(self, storage, delta):
+        """``storage += delta`` in place (a metric's running sums)."""
+        np.add(storage, delta, out=storage)
+
     def assign_variable(self, storage, value):
         if storage.shape == np.shape(value):
             storage[...] = value

@@ -156,6 +156,10 @@ class TensorFlowBackend(Backend):
     def read_variable(self, storage):
         return storage.value() if hasattr(storage, "value") else storage
 
+    def add_to_variable(self, storage, delta):
+        """``storage += delta`` (a metric's running sums; also inside ``tf.function``)."""
+        storage.assign_add(delta)
+
     def assign_variable(self, storage, value):
         if storage.shape == value.shape:
             storage.assign(value)

@@ -152,6 +152,11 @@ class TorchBackend(Backend):
         t.requires_grad_(storage.requires_grad)
         return t
 
+    def add_to_variable(self, storage, delta):
+        """``storage += delta`` in place (a metric's running sums); nothing is recorded."""
+        with torch.no_grad():
+            storage.add_(delta)
+
     def compile_function(self, fn, jit=False):
         return torch.compile(fn) if jit else fn
 
