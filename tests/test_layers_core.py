@@ -515,3 +515,15 @@ def test_symbolic_calls_and_configs(backend):
     assert again.units == 3 and isinstance(again.kernel_initializer, initializers.GlorotUniform)
     bn_cfg = layers.BatchNormalization(axis=1, momentum=0.9).get_config()
     assert bn_cfg["axis"] == 1 and bn_cfg["momentum"] == 0.9
+
+
+def test_layer_names_follow_keras_snake_case():
+    from unidl.naming import snake_case
+
+    cases = {"Conv2D": "conv2d", "Conv2DTranspose": "conv2d_transpose", "Conv1D": "conv1d",
+             "MaxPooling2D": "max_pooling2d", "GlobalAveragePooling1D": "global_average_pooling1d",
+             "SimpleRNN": "simple_rnn", "LSTM": "lstm", "MultiHeadAttention":
+             "multi_head_attention", "BatchNormalization": "batch_normalization", "L1L2": "l1_l2"}
+    assert {k: snake_case(k) for k in cases} == cases
+    conv = layers.Conv2D(4, 3)
+    assert conv.name.startswith("conv2d") and "conv2_d" not in conv.name

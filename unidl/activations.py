@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+from unidl import ops
+
 __all__ = [
     "relu",
     "relu6",
@@ -45,16 +47,9 @@ __all__ = [
 ]
 
 
-def _ops():
-    from unidl import ops
-
-    return ops
-
-
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """``max(x, 0)``; with Keras's options: a slope below ``threshold``, a ceiling
     ``max_value``, and values below ``threshold`` zeroed (or sloped)."""
-    ops = _ops()
     if negative_slope == 0.0 and max_value is None and threshold == 0.0:
         return ops.relu(x)
     if max_value is None and threshold == 0.0:
@@ -75,53 +70,52 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
 
 def relu6(x):
     """``min(max(x, 0), 6)``."""
-    return _ops().relu6(x)
+    return ops.relu6(x)
 
 
 def leaky_relu(x, negative_slope=0.2):
     """``x`` where positive, ``negative_slope * x`` elsewhere."""
-    return _ops().leaky_relu(x, float(negative_slope))
+    return ops.leaky_relu(x, float(negative_slope))
 
 
 def elu(x, alpha=1.0):
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
-    return _ops().elu(x, float(alpha))
+    return ops.elu(x, float(alpha))
 
 
 def selu(x):
     """Scaled ELU (self-normalizing constants)."""
-    return _ops().selu(x)
+    return ops.selu(x)
 
 
 def gelu(x, approximate=False):
     """Gaussian error linear unit; exact (erf) by default as ``keras.activations.gelu``."""
-    return _ops().gelu(x, bool(approximate))
+    return ops.gelu(x, bool(approximate))
 
 
 def sigmoid(x):
     """``1 / (1 + exp(-x))``."""
-    return _ops().sigmoid(x)
+    return ops.sigmoid(x)
 
 
 def hard_sigmoid(x):
     """``relu6(x + 3) / 6``."""
-    return _ops().hard_sigmoid(x)
+    return ops.hard_sigmoid(x)
 
 
 def softplus(x):
     """``log(1 + exp(x))``, computed stably."""
-    return _ops().softplus(x)
+    return ops.softplus(x)
 
 
 def softsign(x):
     """``x / (1 + |x|)``."""
-    ops = _ops()
     return ops.divide(x, ops.add(ops.abs(x), 1.0))
 
 
 def silu(x):
     """``x * sigmoid(x)`` (also called swish)."""
-    return _ops().silu(x)
+    return ops.silu(x)
 
 
 swish = silu
@@ -129,7 +123,6 @@ swish = silu
 
 def hard_silu(x):
     """``x * hard_sigmoid(x)`` (also called hard swish)."""
-    ops = _ops()
     return ops.multiply(x, ops.hard_sigmoid(x))
 
 
@@ -138,28 +131,27 @@ hard_swish = hard_silu
 
 def mish(x):
     """``x * tanh(softplus(x))``."""
-    ops = _ops()
     return ops.multiply(x, ops.tanh(ops.softplus(x)))
 
 
 def softmax(x, axis=-1):
     """Softmax along ``axis``."""
-    return _ops().softmax(x, axis)
+    return ops.softmax(x, axis)
 
 
 def log_softmax(x, axis=-1):
     """Log-softmax along ``axis``."""
-    return _ops().log_softmax(x, axis)
+    return ops.log_softmax(x, axis)
 
 
 def tanh(x):
     """Hyperbolic tangent."""
-    return _ops().tanh(x)
+    return ops.tanh(x)
 
 
 def exponential(x):
     """``exp(x)``."""
-    return _ops().exp(x)
+    return ops.exp(x)
 
 
 def linear(x):

@@ -26,11 +26,11 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from unidl import dtypes as _dt
+from unidl.naming import snake_case
 
 __all__ = [
     "Initializer",
@@ -397,15 +397,10 @@ _CLASSES = (Zeros, Ones, Constant, Identity, RandomUniform, RandomNormal, Trunca
             LecunNormal, Orthogonal)
 
 
-def _snake(name: str) -> str:
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
-
-
 _REGISTRY: dict = {}
 for _cls in _CLASSES:
     _REGISTRY[_cls.__name__] = _cls
-    _REGISTRY[_snake(_cls.__name__)] = _cls
+    _REGISTRY[snake_case(_cls.__name__)] = _cls
 _REGISTRY.update({"uniform": RandomUniform, "normal": RandomNormal, "one": Ones, "zero": Zeros,
                   "OrthogonalInitializer": Orthogonal, "IdentityInitializer": Identity,
                   "xavier_uniform": GlorotUniform, "xavier_normal": GlorotNormal})
@@ -423,14 +418,14 @@ def deserialize(config: dict, custom_objects=None):
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"expected a dict with 'class_name' (and 'config'), got {config!r}")
     name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or _REGISTRY.get(name) or _REGISTRY.get(_snake(name))
+    cls = (custom_objects or {}).get(name) or _REGISTRY.get(name) or _REGISTRY.get(snake_case(name))
     if cls is None:
         raise ValueError(_unknown(name))
     return cls(**dict(config.get("config") or {}))
 
 
 def _unknown(name) -> str:
-    known = sorted({_snake(c.__name__) for c in _CLASSES} | {"uniform", "normal"})
+    known = sorted({snake_case(c.__name__) for c in _CLASSES} | {"uniform", "normal"})
     return f"unknown initializer {name!r}; known names: {', '.join(known)}"
 
 
@@ -447,7 +442,7 @@ def get(identifier):
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
-        cls = _REGISTRY.get(identifier) or _REGISTRY.get(_snake(identifier))
+        cls = _REGISTRY.get(identifier) or _REGISTRY.get(snake_case(identifier))
         if cls is None:
             raise ValueError(_unknown(identifier))
         return cls()

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-import re
+from unidl.naming import snake_case
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "OrthogonalRegularizer", "l1", "l2", "l1_l2",
            "orthogonal_regularizer", "get", "serialize", "deserialize"]
@@ -162,11 +162,6 @@ orthogonal_regularizer = OrthogonalRegularizer
 _CLASSES = (L1, L2, L1L2, OrthogonalRegularizer)
 
 
-def _snake(name: str) -> str:
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
-
-
 _REGISTRY: dict = {c.__name__: c for c in _CLASSES}
 _REGISTRY.update({"l1": l1, "l2": l2, "l1_l2": l1_l2, "l1l2": l1_l2,
                   "orthogonal_regularizer": OrthogonalRegularizer})
@@ -187,7 +182,7 @@ def deserialize(config: dict, custom_objects=None):
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"expected a dict with 'class_name' (and 'config'), got {config!r}")
     name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or _REGISTRY.get(name) or _REGISTRY.get(_snake(name))
+    cls = (custom_objects or {}).get(name) or _REGISTRY.get(name) or _REGISTRY.get(snake_case(name))
     if cls is None:
         raise ValueError(_unknown(name))
     return cls(**dict(config.get("config") or {}))
@@ -203,7 +198,7 @@ def get(identifier):
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, str):
-        make = _REGISTRY.get(identifier) or _REGISTRY.get(_snake(identifier))
+        make = _REGISTRY.get(identifier) or _REGISTRY.get(snake_case(identifier))
         if make is None:
             raise ValueError(_unknown(identifier))
         return make()

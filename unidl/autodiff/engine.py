@@ -179,24 +179,6 @@ def _dtype(v):
         return _dt.standardize(d)
 
 
-def _unwrap_var(a):
-    get = getattr(a, "__unidl_tensor__", None)
-    return get() if get is not None else a
-
-
-def _max_level(args, tpos, lpos):
-    level = 0
-    for i in tpos:
-        a = args[i]
-        if a.__class__ is Tracer and a.level > level:
-            level = a.level
-    for i in lpos:
-        for a in args[i]:
-            if a.__class__ is Tracer and a.level > level:
-                level = a.level
-    return level
-
-
 def traced_table(be) -> Table:
     """The traced twin of ``be.table`` (built once per backend)."""
     if getattr(be, "traced_table", None) is None:

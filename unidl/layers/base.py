@@ -17,13 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
 import numpy as np
 
 from unidl import dtypes as _dt
 from unidl.errors import UnidlError
+from unidl.naming import snake_case
 
 __all__ = ["Layer", "LayerError", "SymbolicTensor", "unique_name"]
 
@@ -35,11 +35,6 @@ def unique_name(prefix: str) -> str:
     n = _NAME_COUNTS[prefix]
     _NAME_COUNTS[prefix] += 1
     return prefix if n == 0 else f"{prefix}_{n}"
-
-
-def _snake(name: str) -> str:
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
 
 class LayerError(UnidlError, ValueError):
@@ -122,7 +117,7 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
         object.__setattr__(self, "_tracked_layers", [])
         object.__setattr__(self, "_own_weights", [])
-        self.name = name or unique_name(_snake(type(self).__name__))
+        self.name = name or unique_name(snake_case(type(self).__name__))
         self.dtype = _dt.standardize(dtype) if dtype is not None else _dt.DEFAULT_FLOAT
         self._trainable = trainable
         self.built = False

@@ -1,0 +1,22 @@
+"""Names derived from class names, as Keras users know them.
+
+Example:
+    >>> from unidl.naming import snake_case
+    >>> [snake_case(n) for n in ("Conv2D", "MaxPooling2D", "SimpleRNN", "L1L2", "GlorotUniform")]
+    ['conv2d', 'max_pooling2d', 'simple_rnn', 'l1_l2', 'glorot_uniform']
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["snake_case"]
+
+_WORD = re.compile(r"(.)([A-Z][a-z]+)")        # "MaxPooling" -> "Max_Pooling"
+_HUMP = re.compile(r"([a-z0-9])([A-Z])")       # "SimpleRNN" -> "Simple_RNN", "L1L2" -> "L1_L2"
+_DIMS = re.compile(r"(\d)_d(?=_|$)")           # "conv2_d" -> "conv2d" (a 1D/2D/3D suffix)
+
+
+def snake_case(name: str) -> str:
+    """``name`` (a class name) in snake case; a ``1D``/``2D``/``3D`` suffix stays whole."""
+    return _DIMS.sub(r"\1d", _HUMP.sub(r"\1_\2", _WORD.sub(r"\1_\2", name)).lower())
