@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from unidl.backend.conv_kernels import conv_kernels
 from unidl.spec import conv as C
 
 _LOW = (tf.float16, tf.bfloat16)
@@ -199,38 +200,6 @@ def _conv_backprop_kernel(x, g, kernel_shape, geo, groups):
     return _down(_unkernel2d(k, geo), dt)
 
 
-def conv1d(x, kernel, strides, padding, data_format, dilation_rate, groups):
-    geo = C.conv_geometry(tuple(x.shape), tuple(kernel.shape), strides, padding, data_format,
-                          dilation_rate, groups, 1, "convolution")
-    return _conv(x, kernel, geo, groups)
-
-
-def conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups):
-    geo = C.conv_geometry(tuple(x.shape), tuple(kernel.shape), strides, padding, data_format,
-                          dilation_rate, groups, 2, "convolution")
-    return _conv(x, kernel, geo, groups)
-
-
-def conv_backprop_input(g, kernel, input_shape, strides, padding, data_format, dilation_rate,
-                        groups):
-    geo = C.bi_geometry(tuple(g.shape), tuple(kernel.shape), input_shape, strides, padding,
-                        data_format, dilation_rate, groups)
-    return _conv_backprop_input(g, kernel, geo, groups)
-
-
-def conv_backprop_kernel(x, g, kernel_shape, strides, padding, data_format, dilation_rate,
-                         groups):
-    kernel_shape = tuple(int(v) for v in kernel_shape)
-    geo = C.bk_geometry(tuple(x.shape), tuple(g.shape), kernel_shape, strides, padding,
-                        data_format, dilation_rate, groups)
-    return _conv_backprop_kernel(x, g, kernel_shape, geo, groups)
-
-
-def conv2d_transpose(x, kernel, strides, padding, output_padding, data_format, dilation_rate):
-    geo, _ = C.conv_transpose_geometry(tuple(x.shape), tuple(kernel.shape), strides, padding,
-                                       output_padding, data_format, dilation_rate)
-    return _conv_backprop_input(x, kernel, geo, 1)
-
 
 # ---- depthwise ----------------------------------------------------------------------------
 def _dw_native(g2):
@@ -377,16 +346,12 @@ def global_max_pool(x, data_format, keepdims):
 
 
 KERNELS = {
-    "conv1d": conv1d,
-    "conv2d": conv2d,
-    "conv2d_transpose": conv2d_transpose,
+    **conv_kernels(_conv, _conv_backprop_input, _conv_backprop_kernel),
     "depthwise_conv2d": depthwise_conv2d,
     "max_pool": max_pool,
     "avg_pool": avg_pool,
     "global_avg_pool": global_avg_pool,
     "global_max_pool": global_max_pool,
-    "conv_backprop_input": conv_backprop_input,
-    "conv_backprop_kernel": conv_backprop_kernel,
     "depthwise_conv2d_backprop_input": depthwise_conv2d_backprop_input,
     "depthwise_conv2d_backprop_kernel": depthwise_conv2d_backprop_kernel,
     "max_pool_backprop": max_pool_backprop,
