@@ -102,8 +102,12 @@ def test_numpy_fused_optimizers_are_bitwise_the_generic_update(dtype, make):
 
 
 # -- engine: one-sided gradient rules ----------------------------------------------------------
-def _full_and_one_sided(name, args):
-    from unidl.autodiff.engine import _ONE_SIDED
+def _full_and_partial(name, args):
+    """Every proper subset of the inputs through the engine's partial rule gives, for those
+    inputs, bitwise the spec rule's cotangents (and None or the same for the others)."""
+    from itertools import combinations
+
+    from unidl.autodiff.engine import _PARTIAL
     from unidl.spec.core import get_spec
 
     spec = get_spec(name)
@@ -111,12 +115,20 @@ def _full_and_one_sided(name, args):
     g = ops.convert_to_tensor(np.random.default_rng(3).standard_normal(ops.shape(out))
                               .astype(np.float32))
     full = spec.grad(g, out, *args)
-    for slot in (0, 1):
-        one = _ONE_SIDED[name](slot, g, out, *args)
-        if one is None:
-            continue
-        assert one[1 - slot] is None
-        np.testing.assert_array_equal(_np(one[slot]), _np(full[slot]))
+    slots = [i for i in spec.tensor_pos if args[i] is not None]
+    used = 0
+    for n in range(1, len(slots)):
+        for subset in combinations(slots, n):
+            part = _PARTIAL[name](list(subset), g, out, *args)
+            if part is None:
+                continue
+            used += 1
+            for i in slots:
+                if i in subset:
+                    np.testing.assert_array_equal(_np(part[i]), _np(full[i]))
+                elif part[i] is not None:
+                    np.testing.assert_array_equal(_np(part[i]), _np(full[i]))
+    return used
 
 
 @pytest.mark.parametrize("shapes", [((4, 3), (3, 5)), ((2, 4, 3), (3, 5)),
@@ -126,7 +138,7 @@ def test_one_sided_matmul_rule_matches_the_spec_rule(shapes):
     with unidl.use_backend("numpy"):
         x, y = (ops.convert_to_tensor(rng.standard_normal(s).astype(np.float32))
                 for s in shapes)
-        _full_and_one_sided("matmul", (x, y))
+        _full_and_partial("matmul", (x, y))
 
 
 @pytest.mark.parametrize("case", [
@@ -140,7 +152,23 @@ def test_one_sided_conv_rule_matches_the_spec_rule(case):
     with unidl.use_backend("numpy"):
         x = ops.convert_to_tensor(rng.standard_normal(xs).astype(np.float32))
         k = ops.convert_to_tensor(rng.standard_normal(ks).astype(np.float32))
-        _full_and_one_sided("conv2d", (x, k, strides, padding, df, dil, groups))
+        assert _full_and_partial("conv2d", (x, k, strides, padding, df, dil, groups))
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (3, 5), (5,)), ((2, 4, 3), (3, 5), (5,)),
+                                    ((3,), (3, 2), (2,)), ((4, 3), (3, 5), None)])
+def test_partial_dense_rule_matches_the_spec_rule(shapes):
+    rng = np.random.default_rng(0)
+    with unidl.use_backend("numpy"):
+        args = [None if s is None else
+                ops.convert_to_tensor(rng.standard_normal(s).astype(np.float32))
+                for s in shapes]
+        assert _full_and_partial("dense", tuple(args))
+        from unidl.autodiff.engine import _PARTIAL
+
+        out = ops.dense(*args)
+        weights_only = _PARTIAL["dense"]([1, 2], ops.ones_like(out), out, *args)
+        assert weights_only[0] is None  # the data input's product is skipped
 
 
 def test_weight_only_gradient_equals_the_full_gradient():

@@ -316,8 +316,25 @@ def _conv_one_sided(slot, g, out, x, kernel, strides, padding, data_format, dila
                                            data_format, dilation_rate, groups))
 
 
-_ONE_SIDED = {"matmul": _matmul_one_sided, "conv1d": _conv_one_sided,
-              "conv2d": _conv_one_sided}
+def _one_side_only(rule):
+    def partial(slots, g, out, *args):
+        return rule(slots[0], g, out, *args) if len(slots) == 1 else None
+
+    return partial
+
+
+def _dense_partial(slots, g, out, x, kernel, bias=None):
+    from unidl.spec.linalg import dense_grads
+
+    return dense_grads(g, x, kernel, bias, need_x=0 in slots)
+
+
+# op name -> ``partial(slots, g, out, *args)``: the cotangents of the inputs in ``slots`` (the
+# others may be None), or None to use the spec's full rule
+_PARTIAL = {"matmul": _one_side_only(_matmul_one_sided),
+            "conv1d": _one_side_only(_conv_one_sided),
+            "conv2d": _one_side_only(_conv_one_sided),
+            "dense": _dense_partial}
 
 
 def _key(t: Tracer):
@@ -361,10 +378,11 @@ def backward(outputs, cotangents, leaves):
             if g is None:
                 continue
         grads = None
-        if len(node.parents) == 1 and node.spec.name in _ONE_SIDED:
-            # only one input is differentiated (e.g. a layer's weight, not its data input):
-            # skip computing the other input's cotangent
-            grads = _ONE_SIDED[node.spec.name](node.parents[0][0], g, node.out, *node.args)
+        partial = _PARTIAL.get(node.spec.name)
+        if partial is not None:
+            # not every input is differentiated (e.g. a layer's weights, not its data input):
+            # skip computing the others' cotangents
+            grads = partial([p[0] for p in node.parents], g, node.out, *node.args)
         if grads is None:
             grads = node.spec.grad(g, node.out, *node.args)
         if not isinstance(grads, (tuple, list)):

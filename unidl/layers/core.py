@@ -193,10 +193,7 @@ class Dense(Layer):
             raise LayerError(self, f"expected inputs with last dimension {self.input_dim}, "
                                    f"got shape {shape}")
         x = autocast(self, inputs)
-        y = ops.matmul(x, self.kernel)
-        if self.bias is not None:
-            y = ops.add(y, self.bias)
-        y = self.activation(y)
+        y = self.activation(ops.dense(x, self.kernel, self.bias))
         add_activity_loss(self, y)
         return y
 

@@ -1,4 +1,4 @@
-"""Linear algebra ops: matmul, dot, einsum, tensordot.
+"""Linear algebra ops: matmul, dense, dot, einsum, tensordot.
 
 Conventions:
 
@@ -31,7 +31,8 @@ from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import broadcast_shapes
 
-__all__ = ["einsum_expand", "tensordot_axes", "einsum_grads", "LINALG_INT_DTYPES"]
+__all__ = ["einsum_expand", "tensordot_axes", "einsum_grads", "dense_grads",
+           "LINALG_INT_DTYPES"]
 
 FLOATS = _dt.FLOAT_DTYPES
 #: matmul and dot also claim these integer dtypes.
@@ -113,6 +114,71 @@ defop("matmul", "x, y", tensors="x, y", shape_rule=_matmul_shape, reference=np.m
 
       Example: ``matmul(x, w)`` with ``x`` of shape ``(batch, in)`` and ``w`` of shape
       ``(in, out)`` gives ``(batch, out)``.""")
+
+
+# ---- dense -------------------------------------------------------------------------------
+def _dense_shape(x, kernel, bias=None):
+    x, k = tuple(x), tuple(kernel)
+    if len(x) < 1 or len(k) != 2:
+        raise ShapeMismatch(f"expected x of rank >= 1 and a 2-D kernel (in, out), got x {x} "
+                            f"and kernel {k}")
+    if x[-1] != k[0]:
+        raise ShapeMismatch(f"expected x's last dimension to equal the kernel's first, got x "
+                            f"{x} and kernel {k}")
+    if bias is not None and tuple(bias) != (k[1],):
+        raise ShapeMismatch(f"expected a bias of shape ({k[1]},) (the kernel's last "
+                            f"dimension), got {tuple(bias)}")
+    return x[:-1] + (k[1],)
+
+
+def _dense_impl(x, kernel, bias=None):
+    y = ops.matmul(x, kernel)
+    return y if bias is None else ops.add(y, bias)
+
+
+def _np_dense(x, kernel, bias=None):
+    y = np.matmul(x, kernel)
+    return y if bias is None else y + bias
+
+
+def dense_grads(g, x, kernel, bias=None, need_x=True):
+    """Cotangents ``(x, kernel, bias)`` of ``dense``; ``need_x=False`` skips the input's (a
+    layer's data input: the largest product of the three)."""
+    units = _shape(kernel)[1]
+    xs = _shape(x)
+    x2 = x if len(xs) == 2 else ops.reshape(x, (-1, xs[-1]))
+    g2 = g if len(xs) == 2 else ops.reshape(g, (-1, units))
+    gx = ops.matmul(g, ops.transpose(kernel, (1, 0))) if need_x else None
+    gk = ops.matmul(ops.transpose(x2, (1, 0)), g2)
+    gb = None if bias is None else ops.sum(g2, (0,), False)
+    return gx, gk, gb
+
+
+def _dense_grad(g, out, x, kernel, bias=None):
+    return dense_grads(g, x, kernel, bias)
+
+
+def _dense_samples(dtype, rng):
+    def r(shape):
+        return S.rand(rng, shape, dtype)
+
+    return [
+        Sample((r((3, 4)), r((4, 5)), r((5,))), name="(3,4)x(4,5)+b"),
+        Sample((r((2, 3, 4)), r((4, 5)), r((5,))), name="(2,3,4)x(4,5)+b"),
+        Sample((r((4,)), r((4, 3)), r((3,))), name="(4,)x(4,3)+b"),
+        Sample((r((3, 4)), r((4, 2)), None), name="no_bias"),
+        Sample((r((0, 4)), r((4, 2)), r((2,))), name="empty_batch", grad=False),
+    ]
+
+
+defop("dense", "x, kernel, bias=None", tensors="x, kernel, bias", kind=COMPOSITE,
+      impl=_dense_impl, shape_rule=_dense_shape, reference=_np_dense, grad=_dense_grad,
+      samples=_dense_samples, dtypes=FLOATS, tol="contraction", export={"onnx": "Gemm"},
+      doc="""The affine map of a Dense layer: ``matmul(x, kernel) + bias``.
+
+      ``x`` has shape ``(..., in)``, ``kernel`` ``(in, out)``, ``bias`` ``(out,)`` or None;
+      the result has shape ``(..., out)``. One op so that a backend can run it as one fused
+      kernel (``addmm``/``F.linear`` on PyTorch, ``MatMul`` + ``BiasAdd`` on TensorFlow).""")
 
 
 # ---- tensordot ----------------------------------------------------------------------------

@@ -36,8 +36,16 @@ def tensordot(x, y, axes=2):
     return np.tensordot(x, y, axes=(list(ax), list(ay)))
 
 
+def dense(x, kernel, bias=None):
+    y = np.matmul(x, kernel)
+    if bias is not None:
+        np.add(y, bias, out=y)  # (y is new, of the promoted dtype: added in place)
+    return y
+
+
 KERNELS = {
     "matmul": np.matmul,
+    "dense": dense,
     "dot": np.dot,
     "einsum": einsum,
     "tensordot": tensordot,

@@ -7,6 +7,7 @@ no size-1 broadcasting of a letter (the subscripts are rewritten by ``einsum_exp
 import tensorflow as tf
 
 from unidl.spec.linalg import einsum_expand, tensordot_axes
+from unidl_tensorflow.kernels.elementwise import add as _add
 
 _SMALL_INTS = (tf.int8, tf.int16, tf.uint8)
 
@@ -58,8 +59,15 @@ def einsum(subscripts, operands):
 _EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression (parsed once)
 
 
+def dense(x, kernel, bias=None):
+    """``MatMul`` then (for rank >= 2) ``BiasAdd``, which Grappler fuses."""
+    y = matmul(x, kernel)
+    return y if bias is None else _add(y, bias)
+
+
 KERNELS = {
     "matmul": matmul,
+    "dense": dense,
     "dot": dot,
     "einsum": einsum,
     "tensordot": tensordot,

@@ -45,8 +45,16 @@ def tensordot(x, y, axes=2):
     return torch.tensordot(x, y, dims=(list(ax), list(ay)))
 
 
+def dense(x, kernel, bias=None):
+    """One fused GEMM with the bias (``addmm``; ``F.linear`` for other ranks)."""
+    if x.dim() == 2 and bias is not None:
+        return torch.addmm(bias, x, kernel)
+    return torch.nn.functional.linear(x, kernel.t(), bias)
+
+
 KERNELS = {
     "matmul": matmul,
+    "dense": dense,
     "dot": dot,
     "einsum": einsum,
     "tensordot": tensordot,
