@@ -4,7 +4,9 @@ Arguments, defaults, weight layouts and gate orders follow Keras 3 (see
 :mod:`unidl.layers.cells`). The time loop is a Python loop over the (static) time axis
 written with :mod:`unidl.ops` only, so it runs on every backend, under every backend's
 autodiff and inside ``tf.function`` (with a known number of time steps). The input kernel is
-applied to the whole sequence in one matmul before the loop.
+applied to the whole sequence in one matmul before the loop. An ``LSTM`` (the built-in cell
+with ``tanh``/``sigmoid`` activations, no mask, no dropout active in the call) runs as one
+fused :func:`unidl.ops.lstm` instead, with the same results.
 
 Call arguments: ``layer(sequences, initial_state=None, mask=None, training=None)`` (Keras 3
 order; pass them by keyword to be safe).
@@ -53,6 +55,13 @@ def _as_list(x):
     if isinstance(x, (list, tuple)):
         return list(x)
     return [x]
+
+
+def _is_activation(fn, name: str) -> bool:
+    """Whether ``fn`` is unidl's built-in activation ``name`` (or the op of that name)."""
+    from unidl import activations
+
+    return fn is getattr(activations, name, None) or fn is getattr(ops, name, None)
 
 
 def _fix_symbolic_shapes(layer, inputs, out, time_major):
@@ -236,9 +245,33 @@ class RNN(Layer):
                                    f"{steps}), got {shape}")
         return m
 
+    def _uses_fused_lstm(self, mask, training) -> bool:
+        """Whether this call can run as one ``ops.lstm`` (same results as the time loop).
+
+        It can for the built-in :class:`~unidl.layers.cells.LSTMCell` with ``tanh`` and
+        ``sigmoid`` activations, no mask, and no dropout active in this call.
+        """
+        cell = self.cell
+        if type(cell) is not LSTMCell or mask is not None:
+            return False
+        if training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
+            return False
+        return _is_activation(cell._act, "tanh") and _is_activation(cell._rec_act, "sigmoid")
+
+    def _run_fused_lstm(self, x, states):
+        """The whole sequence as one ``ops.lstm``; returns what :meth:`_run_steps` does."""
+        cell = self.cell
+        if self.go_backwards:
+            x = ops.flip(x, axis=1)  # outputs stay in processing order, as in the loop
+        seq, h, c = ops.lstm(x, states[0], states[1], cell.kernel, cell.recurrent_kernel,
+                             cell.bias)
+        return h, (seq if self.return_sequences else None), [h, c]
+
     def _run_steps(self, x, states, mask, training):
         """The time loop. ``x``: (batch, time, features), batch-major. Returns
         ``(last_output, outputs or None, final_states)``."""
+        if self._uses_fused_lstm(mask, training):
+            return self._run_fused_lstm(x, states)
         cell = self.cell
         steps = int(ops.shape(x)[1])
         fast = isinstance(cell, _Cell)
