@@ -74,12 +74,14 @@ def gelu(x, approximate=True):
 
 @_half_to_float
 def sigmoid(x):
-    e = np.exp(-np.abs(x))
-    d = 1.0 + e
-    pos = np.divide(1.0, d)
-    neg = np.divide(e, d)
-    # the branch-free select of the elementwise kernels (np.where is slow on random signs)
-    return _where(x >= 0, pos, neg).astype(x.dtype, copy=False)
+    # 1 / (1 + exp(-x)) in three in-place passes: where exp(-x) overflows (x below about -88
+    # in float32) the result is 1 / inf = 0, the float32 value of sigmoid there up to a
+    # subnormal
+    out = np.negative(x, out=np.empty(np.shape(x), x.dtype))
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    np.add(out, 1.0, out=out)
+    return np.reciprocal(out, out=out)
 
 
 def hard_sigmoid(x):
