@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from unidl.backend.conv_kernels import conv_kernels
 from unidl.spec import conv as C
+from unidl_numpy.kernels.elementwise import where as _select
 
 _F64 = np.dtype(np.float64)
 
@@ -252,14 +253,24 @@ def max_pool_backprop(x, g, pool_size, strides, padding, data_format):
     # as argmax; a NaN counts as the maximum), found tap by tap without copying windows
     xp_in = _pad(xc, geo, -np.inf)
     best = _max_taps(xp_in, geo)
-    xp = np.zeros((n, *geo.padded_sizes, c), np.result_type(gc.dtype, x.dtype))
-    free = np.ones(best.shape, bool)  # windows whose maximum is not yet found
-    for off in np.ndindex(*geo.kernel):
+    nans = best.dtype.kind == "f" and bool(np.isnan(best).any())  # (NaN windows only then)
+    dt = np.result_type(gc.dtype, x.dtype)
+    gc, zero = gc.astype(dt, copy=False), np.zeros((), dt)
+    xp = np.zeros((n, *geo.padded_sizes, c), dt)
+    taps = list(np.ndindex(*geo.kernel))
+    free = None  # windows whose maximum is not yet found (None: all, before the first tap)
+    for k, off in enumerate(taps):
         t = xp_in[_tap(off, geo)]
-        hit = (t == best) | (t != t)
-        hit &= free
-        free &= ~hit
-        xp[_tap(off, geo)] = np.where(hit, gc, 0)
+        hit = np.equal(t, best)
+        if nans:
+            hit |= np.not_equal(t, t)
+        if free is None:
+            free = ~hit
+        else:
+            hit &= free
+            if k + 1 < len(taps):
+                free &= ~hit
+        xp[_tap(off, geo)] = _select(hit, gc, zero)
     return _uncl(_crop(xp, geo).astype(x.dtype, copy=False), geo)
 
 
