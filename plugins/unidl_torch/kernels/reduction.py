@@ -9,6 +9,7 @@ trailing size-1 axis, since torch reads ``dim=()`` as "every axis".
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -67,14 +68,22 @@ def mean(x, axis=None, keepdims=False):
     return _reduce(torch.mean, x, axis, keepdims)
 
 
-def var(x, axis=None, keepdims=False, ddof=0):
+def _moment(fn, x, axis, keepdims, ddof):
     xf = x.float() if x.dtype in _HALF else x
-    return _back(_reduce(torch.var, xf, axis, keepdims, correction=ddof), x)
+    count = math.prod(x.shape[d] for d in _dims(x, axis)) if x.dim() else 1
+    if count - ddof > 0 and x.numel() > 0:
+        return _back(_reduce(fn, xf, axis, keepdims, correction=ddof), x)
+    with warnings.catch_warnings():  # no degrees of freedom left: inf/NaN, as documented
+        warnings.simplefilter("ignore", UserWarning)
+        return _back(_reduce(fn, xf, axis, keepdims, correction=ddof), x)
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    return _moment(torch.var, x, axis, keepdims, ddof)
 
 
 def std(x, axis=None, keepdims=False, ddof=0):
-    xf = x.float() if x.dtype in _HALF else x
-    return _back(_reduce(torch.std, xf, axis, keepdims, correction=ddof), x)
+    return _moment(torch.std, x, axis, keepdims, ddof)
 
 
 def max_(x, axis=None, keepdims=False):
