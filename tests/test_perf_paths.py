@@ -315,3 +315,88 @@ def test_mean_metric_scalar_path_adds_like_assign_add(backend):
     m.reset_state()
     m.update_state(ops.convert_to_tensor(np.float32(4.0)))
     assert float(_np(m.result())) == 4.0
+
+
+# -- NumPy gradient kernels ----------------------------------------------------------------------
+def _grad_kernel_cases(rng):
+    f32 = np.float32
+
+    def r(*shape):
+        return rng.standard_normal(shape).astype(f32)
+
+    logits, labels = r(16, 10), rng.integers(0, 10, 16)
+    x = r(16, 12)
+    x[0, :4] = [0.0, -0.0, np.nan, np.inf]
+    kept = np.where(rng.random((16, 12)) >= 0.25, x / f32(0.75), f32(0)).astype(f32)
+    return [
+        ("relu", (x,), [0]),
+        ("dropout", (x, 0.25, 7, True), [0]),
+        ("dropout", (x, 0.25, None, True), [0], kept),
+        ("dropout", (x, 0.25, None, False), [0]),
+        ("sparse_categorical_crossentropy", (labels, logits, True, -1), [1]),
+        ("sparse_categorical_crossentropy", (labels, r(16, 10), False, -1), [1]),  # fallback
+        ("mean", (r(16), None, False), [0]),
+        ("mean", (r(4, 5), 0, False), [0]),                                            # fallback
+        ("dense", (r(16, 12), r(12, 5), r(5)), [0, 1, 2]),
+        ("dense", (r(16, 12), r(12, 5), r(5)), [1, 2]),
+        ("dense", (r(2, 8, 12), r(12, 5), None), [0, 1]),
+    ]
+
+
+def test_numpy_grad_kernels_equal_the_spec_rules_bitwise():
+    """Each NumPy gradient kernel gives the spec rule's cotangents, to the bit, for the inputs
+    it handles; where it declines (None), the engine runs the spec rule."""
+    from unidl.spec.core import get_spec
+    from unidl_numpy.grad_kernels import GRAD_KERNELS
+
+    rng = np.random.default_rng(5)
+    declined = set()
+    with unidl.use_backend("numpy"), np.errstate(all="ignore"):
+        for name, args, slots, *given_out in _grad_kernel_cases(rng):
+            spec = get_spec(name)
+            out = given_out[0] if given_out else getattr(ops, name)(*args)
+            g = np.asarray(rng.standard_normal(np.shape(out)).astype(np.float32))
+            got = GRAD_KERNELS[name](slots, g, out, *args)
+            if got is None:
+                declined.add(name)
+                continue
+            want = spec.grad(g, out, *args)
+            for i in slots:
+                if want[i] is None:
+                    assert got[i] is None
+                    continue
+                w = ops.to_numpy(want[i])
+                assert got[i].dtype == w.dtype and got[i].shape == w.shape, (name, i)
+                assert got[i].tobytes() == w.tobytes(), (name, i)
+    assert declined == {"sparse_categorical_crossentropy", "mean"}
+
+
+def test_engine_uses_grad_kernels_only_on_first_order_passes(monkeypatch):
+    """A backend's gradient kernel replaces the spec rule in a first-order pass, but grad of
+    grad (values of an outer differentiation) and ``spec_rules_only`` use the spec's rules."""
+    from unidl.autodiff.engine import spec_rules_only
+    from unidl.backend.state import current_backend
+
+    with unidl.use_backend("numpy"):
+        be = current_backend()
+        calls = []
+        real = be.grad_kernels["relu"]
+
+        def counting(*a):
+            calls.append(1)
+            return real(*a)
+
+        monkeypatch.setitem(be.grad_kernels, "relu", counting)
+        x = ops.convert_to_tensor(np.array([-1.0, 0.5, 2.0], np.float32))
+
+        def f(v):
+            return ops.sum(ops.multiply(ops.relu(v), v))
+
+        g1 = ops.to_numpy(unidl.grad(f)(x))
+        assert calls and g1.tolist() == [0.0, 1.0, 4.0]
+        calls.clear()
+        with spec_rules_only():
+            np.testing.assert_array_equal(ops.to_numpy(unidl.grad(f)(x)), g1)
+        assert not calls
+        h = ops.to_numpy(unidl.grad(lambda v: ops.sum(unidl.grad(f)(v)))(x))
+        np.testing.assert_array_equal(h, [0.0, 2.0, 2.0])

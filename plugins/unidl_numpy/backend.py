@@ -6,6 +6,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl.backend import Backend
+from unidl_numpy.grad_kernels import GRAD_KERNELS
 from unidl_numpy.kernels import all_kernels
 from unidl_numpy.optimizers import OPTIMIZER_KERNELS
 
@@ -38,6 +39,7 @@ class NumpyBackend(Backend):
         super().__init__()
         self.kernels = {name: _as_array(fn) for name, fn in all_kernels().items()}
         self.optimizer_kernels = dict(OPTIMIZER_KERNELS)
+        self.grad_kernels = dict(GRAD_KERNELS)
 
     def version(self) -> str:
         return np.__version__

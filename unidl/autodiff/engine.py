@@ -14,6 +14,8 @@ to its dtype before it is accumulated.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from unidl import dtypes as _dt
@@ -25,14 +27,15 @@ __all__ = ["Tracer", "engine_vjp", "traced_table"]
 
 
 class Node:
-    __slots__ = ("spec", "args", "out", "parents", "multi")
+    __slots__ = ("spec", "args", "out", "parents", "multi", "lower")
 
-    def __init__(self, spec, args, out, parents, multi):
+    def __init__(self, spec, args, out, parents, multi, lower=False):
         self.spec = spec
         self.args = args
         self.out = out
         self.parents = parents  # list of (tensor slot, list index or None, Tracer)
         self.multi = multi
+        self.lower = lower  # whether values of an outer differentiation are among the args
 
 
 class Tracer:
@@ -263,7 +266,7 @@ def _traced(spec, base, table, natives=frozenset()):
         if spec.grad is None:
             raise GradientError(f"{name}: the spec declares no gradient rule for this op")
         multi = isinstance(out, (list, tuple))
-        node = Node(spec, prim, out, parents, multi)
+        node = Node(spec, prim, out, parents, multi, lower)
         if multi:
             return type(out)(Tracer(o, level, node, k) if _dt.is_float(_dtype(o)) else o
                              for k, o in enumerate(out))
@@ -359,8 +362,18 @@ def _toposort(outputs):
     return order[::-1]
 
 
-def backward(outputs, cotangents, leaves):
-    """Cotangents of ``leaves`` given ``cotangents`` of ``outputs`` (all Tracers of one level)."""
+def _all_native(g, natives) -> bool:
+    if g.__class__ in natives:
+        return True
+    return isinstance(g, list) and all(x is None or x.__class__ in natives for x in g)
+
+
+def backward(outputs, cotangents, leaves, grad_kernels=None, natives=frozenset()):
+    """Cotangents of ``leaves`` given ``cotangents`` of ``outputs`` (all Tracers of one level).
+
+    ``grad_kernels`` (a backend's, by op name) replace the spec's rules for nodes whose
+    arguments and cotangent are plain native tensors (a first-order pass); ``natives`` are
+    the backend's tensor types."""
     ops = _ops()
     cts: dict = {}
     for t, c in zip(outputs, cotangents):
@@ -378,7 +391,10 @@ def backward(outputs, cotangents, leaves):
             if g is None:
                 continue
         grads = None
-        partial = _PARTIAL.get(node.spec.name)
+        kernel = grad_kernels.get(node.spec.name) if grad_kernels else None
+        if kernel is not None and not node.lower and _all_native(g, natives):
+            grads = kernel([p[0] for p in node.parents], g, node.out, *node.args)
+        partial = _PARTIAL.get(node.spec.name) if grads is None else None
         if partial is not None:
             # not every input is differentiated (e.g. a layer's weights, not its data input):
             # skip computing the others' cotangents
@@ -426,9 +442,24 @@ def engine_vjp(be, state, fn, primals):
         active = [(t, c) for t, c in zip(out_tracers, cotangents) if t is not None]
         if not active:
             return [None] * len(leaves)
+        kernels = None if state.spec_rules_only else be.grad_kernels
         got = backward([t for t, _ in active], [c for _, c in active],
                        [x if x.__class__ is Tracer and x.level == level else None
-                        for x in leaves])
+                        for x in leaves], kernels, frozenset(be.tensor_types))
         return [g if leaf.__class__ is Tracer else None for g, leaf in zip(got, leaves)]
 
     return values, vjp_fn
+
+
+@contextlib.contextmanager
+def spec_rules_only():
+    """Within this block unidl's engine differentiates with the spec's gradient rules only,
+    not with a backend's gradient kernels (the conformance suite's reference)."""
+    from unidl.backend.state import STATE
+
+    saved = STATE.spec_rules_only
+    STATE.spec_rules_only = True
+    try:
+        yield
+    finally:
+        STATE.spec_rules_only = saved

@@ -66,6 +66,12 @@ class Backend:
         self.kernels: dict[str, Callable] = {}
         #: fused optimizer updates by name ("adam", "sgd"), see unidl.optimizers.base
         self.optimizer_kernels: dict[str, Callable] = {}
+        #: for backends differentiated by unidl's engine: gradient kernels by op name,
+        #: ``fn(slots, g, out, *args)`` -> one cotangent per tensor input (None where not
+        #: needed: only the inputs in ``slots`` are), or None to use the spec's rule. Used on
+        #: first-order backward passes; the conformance suite checks them against the spec's
+        #: rules and finite differences.
+        self.grad_kernels: dict[str, Callable] = {}
         self.missing: list[str] = []
 
     # -- identity ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class _State(threading.local):
         self.k = _Process.table if _Process.table is not None else _Lazy()
         self.device = _Process.device
         self.tracing = 0  # depth of unidl's own autodiff tracing (numpy engine)
+        self.spec_rules_only = False  # engine: ignore backends' gradient kernels
 
 
 STATE = _State()
