@@ -75,8 +75,26 @@ def stack(xs, axis=0):
     return tf.stack(list(xs), axis)
 
 
+def _split_unknown(x, indices_or_sections, a):
+    """``split`` along an axis of unknown length (inside ``tf.function``): TF checks an equal
+    split at run time; split points clamp as ``numpy.split``'s do."""
+    if isinstance(indices_or_sections, (int, np.integer)):
+        return tf.split(x, int(indices_or_sections), axis=a)
+    n = tf.shape(x, out_type=tf.int64)[a]
+
+    def point(p):
+        p = int(p)
+        return tf.clip_by_value(n + p if p < 0 else tf.constant(p, tf.int64), 0, n)
+
+    points = [tf.constant(0, tf.int64)] + [point(p) for p in indices_or_sections] + [n]
+    lead = (slice(None),) * a
+    return [x[lead + (slice(s, tf.maximum(s, e)),)] for s, e in zip(points[:-1], points[1:])]
+
+
 def split(x, indices_or_sections, axis=0):
     a = normalize_axis(axis, x.shape.rank)
+    if x.shape[a] is None:
+        return _split_unknown(x, indices_or_sections, a)
     bounds = split_bounds(x.shape[a], indices_or_sections)
     contiguous = all(e >= s for s, e in bounds) and all(
         bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
@@ -106,7 +124,10 @@ def pad(x, pad_width, mode="constant", constant_values=0):
     if m == "constant":
         return tf.pad(x, pairs, constant_values=tf.cast(constant_values, x.dtype))
     limit = 1 if m == "reflect" else 0
-    if all(n and b <= n - limit and a <= n - limit for n, (b, a) in zip(shape, pairs)):
+    # TF's own REFLECT/SYMMETRIC pad (an axis of unknown length inside tf.function: TF checks
+    # the widths at run time; wider pads than TF allows need the known length, below)
+    if all(n is None or (n and b <= n - limit and a <= n - limit)
+           for n, (b, a) in zip(shape, pairs)):
         if x.dtype == tf.bool:
             return tf.cast(tf.pad(tf.cast(x, tf.uint8), pairs, mode=m.upper()), tf.bool)
         return tf.pad(x, pairs, mode=m.upper())
