@@ -124,9 +124,11 @@ class Broken(NumpyBackend):
         super().__init__()
         conv2d = self.kernels["conv2d"]
 
-        def bad_conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups):
+        def bad_conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups,
+                       bias=None):
             if padding != "same":
-                return conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups)
+                return conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups,
+                              bias)
             sizes = x.shape[1:3] if data_format == "channels_last" else x.shape[2:4]
             pads = []
             for n, k, s, d in zip(sizes, kernel.shape[:2], _pairs(strides, 2),
@@ -134,7 +136,8 @@ class Broken(NumpyBackend):
                 total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
                 # the bug: the odd pixel goes to the top/left instead of the bottom/right
                 pads.append((total - total // 2, total // 2))
-            return conv2d(x, kernel, strides, tuple(pads), data_format, dilation_rate, groups)
+            return conv2d(x, kernel, strides, tuple(pads), data_format, dilation_rate, groups,
+                          bias)
 
         self.kernels["conv2d"] = bad_conv2d
 """

@@ -115,7 +115,7 @@ def _full_and_partial(name, args):
     g = ops.convert_to_tensor(np.random.default_rng(3).standard_normal(ops.shape(out))
                               .astype(np.float32))
     full = spec.grad(g, out, *args)
-    slots = [i for i in spec.tensor_pos if args[i] is not None]
+    slots = [k for k, i in enumerate(spec.tensor_pos) if args[i] is not None]
     used = 0
     for n in range(1, len(slots)):
         for subset in combinations(slots, n):
@@ -152,7 +152,9 @@ def test_one_sided_conv_rule_matches_the_spec_rule(case):
     with unidl.use_backend("numpy"):
         x = ops.convert_to_tensor(rng.standard_normal(xs).astype(np.float32))
         k = ops.convert_to_tensor(rng.standard_normal(ks).astype(np.float32))
-        assert _full_and_partial("conv2d", (x, k, strides, padding, df, dil, groups))
+        assert _full_and_partial("conv2d", (x, k, strides, padding, df, dil, groups, None))
+        b = ops.convert_to_tensor(rng.standard_normal(ks[-1]).astype(np.float32))
+        assert _full_and_partial("conv2d", (x, k, strides, padding, df, dil, groups, b))
 
 
 @pytest.mark.parametrize("shapes", [((4, 3), (3, 5), (5,)), ((2, 4, 3), (3, 5), (5,)),

@@ -309,14 +309,23 @@ def _matmul_one_sided(slot, g, out, x, y):
     return (None, ops.matmul(ops.einsum("...ij->...ji", x), g))
 
 
-def _conv_one_sided(slot, g, out, x, kernel, strides, padding, data_format, dilation_rate,
-                    groups):
+def _conv_partial(slots, g, out, x, kernel, strides, padding, data_format, dilation_rate,
+                  groups, bias=None):
+    """The cotangents of a convolution's inputs in ``slots`` only (a layer's data input is
+    usually not differentiated: its ``conv_backprop_input`` is the costly one skipped)."""
     ops = _ops()
-    if slot == 0:
-        return (ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
-                                        dilation_rate, groups), None)
-    return (None, ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding,
-                                           data_format, dilation_rate, groups))
+    from unidl.spec.conv import conv_bias_grad
+
+    gx = gk = gb = None
+    if 0 in slots:
+        gx = ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
+                                     dilation_rate, groups)
+    if 1 in slots:
+        gk = ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding, data_format,
+                                      dilation_rate, groups)
+    if 2 in slots and bias is not None:
+        gb = conv_bias_grad(g, data_format)
+    return gx, gk, gb
 
 
 def _one_side_only(rule):
@@ -335,8 +344,8 @@ def _dense_partial(slots, g, out, x, kernel, bias=None):
 # op name -> ``partial(slots, g, out, *args)``: the cotangents of the inputs in ``slots`` (the
 # others may be None), or None to use the spec's full rule
 _PARTIAL = {"matmul": _one_side_only(_matmul_one_sided),
-            "conv1d": _one_side_only(_conv_one_sided),
-            "conv2d": _one_side_only(_conv_one_sided),
+            "conv1d": _conv_partial,
+            "conv2d": _conv_partial,
             "dense": _dense_partial}
 
 

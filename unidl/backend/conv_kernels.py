@@ -26,7 +26,8 @@ def conv_kernels(conv: Callable, backprop_input: Callable, backprop_kernel: Call
     and ``conv2d_transpose`` built on a backend's geometry-level functions.
 
     Args:
-        conv: ``conv(x, kernel, geo, groups)``, the forward convolution.
+        conv: ``conv(x, kernel, geo, groups, bias)``, the forward convolution (``bias``, of
+            shape ``(out_channels,)`` or None, added along the channel axis).
         backprop_input: ``backprop_input(g, kernel, geo, groups)``, the gradient with
             respect to the input (also the transposed convolution, with ``groups=1``).
         backprop_kernel: ``backprop_kernel(x, g, kernel_shape, geo, groups)``, the gradient
@@ -36,15 +37,15 @@ def conv_kernels(conv: Callable, backprop_input: Callable, backprop_kernel: Call
         A dict of kernel name to kernel, ready to merge into a plugin's ``KERNELS``.
     """
 
-    def conv1d(x, kernel, strides, padding, data_format, dilation_rate, groups):
+    def conv1d(x, kernel, strides, padding, data_format, dilation_rate, groups, bias=None):
         geo = C.conv_geometry(tuple(x.shape), tuple(kernel.shape), strides, padding,
                               data_format, dilation_rate, groups, 1, "convolution")
-        return conv(x, kernel, geo, groups)
+        return conv(x, kernel, geo, groups, bias)
 
-    def conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups):
+    def conv2d(x, kernel, strides, padding, data_format, dilation_rate, groups, bias=None):
         geo = C.conv_geometry(tuple(x.shape), tuple(kernel.shape), strides, padding,
                               data_format, dilation_rate, groups, 2, "convolution")
-        return conv(x, kernel, geo, groups)
+        return conv(x, kernel, geo, groups, bias)
 
     def conv_backprop_input(g, kernel, input_shape, strides, padding, data_format,
                             dilation_rate, groups):

@@ -235,8 +235,8 @@ class _BaseConv(Layer):
                                     regularizer=self.bias_regularizer,
                                     constraint=self.bias_constraint, name="bias")
 
-    def _finish(self, y):
-        if self.bias is not None:
+    def _finish(self, y, bias_added=False):
+        if self.bias is not None and not bias_added:
             b = self.bias
             if self.data_format == "channels_first":
                 b = ops.reshape(b, (-1,) + (1,) * self.rank)
@@ -315,8 +315,8 @@ class _Conv(_BaseConv):
         self._check_input(input_shape_of(inputs))
         conv = ops.conv1d if self.rank == 1 else ops.conv2d
         y = conv(inputs, self.kernel, self.strides, self._op_padding(), self.data_format,
-                 self.dilation_rate, self.groups)
-        return self._finish(y)
+                 self.dilation_rate, self.groups, self.bias)  # (the bias added in the conv)
+        return self._finish(y, bias_added=True)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -625,8 +625,8 @@ class _SeparableConv(_BaseConv):
         self._check_input(input_shape_of(inputs))
         y = _depthwise(self, inputs, self.depthwise_kernel)
         conv = ops.conv1d if self.rank == 1 else ops.conv2d
-        y = conv(y, self.pointwise_kernel, 1, "valid", self.data_format, 1, 1)
-        return self._finish(y)
+        y = conv(y, self.pointwise_kernel, 1, "valid", self.data_format, 1, 1, self.bias)
+        return self._finish(y, bias_added=True)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -460,30 +460,49 @@ def _ref_avg_pool(x, geo):
 
 
 # ---- public op geometry wrappers (shape rules and references) ------------------------------
+def _check_bias(bias, out_channels):
+    if bias is not None and tuple(bias) != (out_channels,):
+        raise ShapeMismatch(f"expected a bias of shape ({out_channels},) (the kernel's "
+                            f"out_channels), got {tuple(bias)}")
+
+
 def _conv_rule(rank, op):
     def rule(x, kernel, strides=1, padding="valid", data_format="channels_last",
-             dilation_rate=1, groups=1):
+             dilation_rate=1, groups=1, bias=None):
         geo = conv_geometry(x, kernel, strides, padding, data_format, dilation_rate, groups,
                             rank, op)
+        _check_bias(bias, kernel[-1])
         return geo.out_shape(kernel[-1])
     return rule
 
 
 def _conv_reference(rank, op):
     def reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
-                  dilation_rate=1, groups=1):
+                  dilation_rate=1, groups=1, bias=None):
         geo = conv_geometry(x.shape, kernel.shape, strides, padding, data_format,
                             dilation_rate, groups, rank, op)
-        return _ref_conv(x, kernel, geo, groups)
+        y = _ref_conv(x, kernel, geo, groups)
+        if bias is not None:
+            y = y + (bias if geo.channels_last else bias.reshape((-1,) + (1,) * rank))
+        return y
     return reference
 
 
-def _conv_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate, groups):
+def conv_bias_grad(g, data_format):
+    """The cotangent of a convolution's bias: ``g`` summed over every axis but the channels'."""
+    nd = len(ops.shape(g))
+    ch = nd - 1 if data_format == "channels_last" else 1
+    return ops.sum(g, tuple(i for i in range(nd) if i != ch), False)
+
+
+def _conv_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate, groups,
+               bias=None):
     return (
         ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
                                 dilation_rate, groups),
         ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding, data_format,
                                  dilation_rate, groups),
+        None if bias is None else conv_bias_grad(g, data_format),
     )
 
 
@@ -535,14 +554,19 @@ _CONV1D_CASES = [
 def _conv_samples(cases, with_empty=True):
     def gen(dtype, rng):
         out = []
+        biased = set()  # the first case of each data format is also run with a bias
         for name, xs, ks, s, p, df, d, gr in cases:
             x = _r(rng, _layout(xs, df))
             k = _r(rng, ks)
-            out.append(Sample((x, k, s, p, df, d, gr), name=name))
+            out.append(Sample((x, k, s, p, df, d, gr, None), name=name))
+            if df not in biased:
+                biased.add(df)
+                b = _r(rng, (ks[-1],))
+                out.append(Sample((x, k, s, p, df, d, gr, b), name=name + "+bias"))
         if with_empty:
             name, xs, ks, s, p, df, d, gr = cases[0]
             out.append(Sample((np.zeros((0,) + _layout(xs, df)[1:]), _r(rng, ks), s, p, df, d,
-                               gr), name="empty_batch", grad=False))
+                               gr, None), name="empty_batch", grad=False))
         return out
     return gen
 
@@ -578,9 +602,9 @@ def _merge(*gens):
 
 # ---- conv1d / conv2d ----------------------------------------------------------------------
 _CONV_SIG = ("x, kernel, strides=1, padding='valid', data_format='channels_last', "
-             "dilation_rate=1, groups=1")
+             "dilation_rate=1, groups=1, bias=None")
 
-defop("conv1d", _CONV_SIG, tensors="x, kernel", float_inputs=True,
+defop("conv1d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
       shape_rule=_conv_rule(1, "convolution"), reference=_conv_reference(1, "convolution"),
       grad=_conv_grad, samples=_conv_samples(_CONV1D_CASES), dtypes=FLOATS, tol="contraction",
       export={"onnx": "Conv"},
@@ -589,9 +613,11 @@ defop("conv1d", _CONV_SIG, tensors="x, kernel", float_inputs=True,
       ``x`` is ``(batch, width, channels)`` (``channels_first``: ``(batch, channels, width)``),
       ``kernel`` is ``(kw, in_channels / groups, out_channels)``. ``strides`` and
       ``dilation_rate`` are ints; ``padding`` is ``"valid"``, ``"same"`` (TF rule), an int or a
-      ``(before, after)`` pair. ``groups`` splits the channels into independent groups.""")
+      ``(before, after)`` pair. ``groups`` splits the channels into independent groups.
+      ``bias`` (``(out_channels,)``, optional) is added along the channel axis, in the
+      convolution's kernel where the framework can (one output array, not two).""")
 
-defop("conv2d", _CONV_SIG, tensors="x, kernel", float_inputs=True,
+defop("conv2d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
       shape_rule=_conv_rule(2, "convolution"), reference=_conv_reference(2, "convolution"),
       grad=_conv_grad, samples=_conv_samples(_CONV2D_CASES), dtypes=FLOATS, tol="contraction",
       export={"onnx": "Conv"},
@@ -603,7 +629,9 @@ defop("conv2d", _CONV_SIG, tensors="x, kernel", float_inputs=True,
       ``dilation_rate`` are an int or a pair. ``padding``: ``"valid"``; ``"same"`` with
       TensorFlow's rule (output ``ceil(n / stride)``, total padding
       ``max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)``, the odd pixel at the
-      bottom/right); or explicit, an int or ``((top, bottom), (left, right))``.""")
+      bottom/right); or explicit, an int or ``((top, bottom), (left, right))``. ``bias``
+      (``(out_channels,)``, optional) is added along the channel axis, in the convolution's
+      kernel where the framework can (one output array, not two).""")
 
 
 # ---- conv2d_transpose ---------------------------------------------------------------------

@@ -88,22 +88,26 @@ def _depthwise(x, kernel, geo, groups):
     return out.reshape(out.shape[:-2] + (-1,))
 
 
-def _conv(x, kernel, geo, groups):
+def _conv(x, kernel, geo, groups, bias=None):
     (x, kernel), dt = _work(_cl(x, geo), kernel)
     n, o = x.shape[0], kernel.shape[-1]
     out_cl = (n, *geo.out_sizes, o)
     if 0 in out_cl or x.size == 0:
         return _uncl(np.zeros(out_cl, dt), geo)
     if groups > 1 and kernel.shape[-2] == 1:
-        return _uncl(_depthwise(x, kernel, geo, groups).astype(dt, copy=False), geo)
-    m = n * int(np.prod(geo.out_sizes))
-    cols = _windows(_pad(x, geo), geo).reshape(m, groups, -1)
-    kmat = _kernel_matrix(kernel, groups)
-    if groups == 1:
-        y = cols[:, 0] @ kmat[0]
+        y = _depthwise(x, kernel, geo, groups)
     else:
-        y = np.matmul(cols.transpose(1, 0, 2), kmat).transpose(1, 0, 2).reshape(m, o)
-    return _uncl(y.reshape(out_cl).astype(dt, copy=False), geo)
+        m = n * int(np.prod(geo.out_sizes))
+        cols = _windows(_pad(x, geo), geo).reshape(m, groups, -1)
+        kmat = _kernel_matrix(kernel, groups)
+        if groups == 1:
+            y = cols[:, 0] @ kmat[0]
+        else:
+            y = np.matmul(cols.transpose(1, 0, 2), kmat).transpose(1, 0, 2).reshape(m, o)
+        y = y.reshape(out_cl)
+    if bias is not None:
+        np.add(y, bias.astype(y.dtype, copy=False), out=y)  # (channels last: in place)
+    return _uncl(y.astype(dt, copy=False), geo)
 
 
 def _conv_backprop_input(g, kernel, geo, groups):

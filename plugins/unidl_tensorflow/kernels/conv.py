@@ -177,10 +177,12 @@ def _fwd(x, kernel, g2, groups):
     return conv(x, kernel)
 
 
-def _conv(x, kernel, geo, groups):
+def _conv(x, kernel, geo, groups, bias=None):
     (x, kernel), dt = _up(x, kernel)
     g2 = _G2(geo)
     y = _fwd(_nhwc(x, geo), _kernel2d(kernel, geo), g2, groups)
+    if bias is not None:  # a BiasAdd, which Grappler fuses into the convolution
+        y = tf.nn.bias_add(y, tf.cast(bias, y.dtype) if bias.dtype != y.dtype else bias)
     return _down(_unnhwc(y, geo), dt)
 
 

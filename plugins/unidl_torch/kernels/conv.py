@@ -85,15 +85,17 @@ def _used(geo):
                  for n, s, e in zip(geo.out_sizes, geo.strides, geo.effective_kernel))
 
 
-def _conv(x, kernel, geo, groups):
+def _conv(x, kernel, geo, groups, bias=None):
     (x, kernel), dt = _up(_nc(x, geo), kernel)
     w = _weight(kernel)
+    if bias is not None and bias.dtype != x.dtype:
+        bias = bias.to(x.dtype)
     if geo.symmetric:
-        y = _CONV[geo.rank](x, w, None, geo.strides, tuple(b for b, _ in geo.pads),
+        y = _CONV[geo.rank](x, w, bias, geo.strides, tuple(b for b, _ in geo.pads),
                             geo.dilation, groups)
     else:
         x = _pad_to(x, geo, _used(geo))
-        y = _CONV[geo.rank](x, w, None, geo.strides, 0, geo.dilation, groups)
+        y = _CONV[geo.rank](x, w, bias, geo.strides, 0, geo.dilation, groups)
     return _unnc(_down(y, dt), geo)
 
 
