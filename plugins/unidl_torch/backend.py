@@ -19,6 +19,7 @@ DTYPES = {
     "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
 }
 NAMES = {v: k for k, v in DTYPES.items()}
+_PLAIN = frozenset(d for d in DTYPES.values() if d not in (torch.bfloat16,) and not d.is_complex)
 
 
 def current_torch_device() -> str:
@@ -27,6 +28,8 @@ def current_torch_device() -> str:
 
 
 def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    if x.dtype in _PLAIN and x.device.type == "cpu" and not x.requires_grad:
+        return x.numpy()  # (the common case: one call)
     x = x.detach()
     if x.device.type != "cpu":
         x = x.cpu()
@@ -154,8 +157,11 @@ class TorchBackend(Backend):
 
     def add_to_variable(self, storage, delta):
         """``storage += delta`` in place (a metric's running sums); nothing is recorded."""
-        with torch.no_grad():
-            storage.add_(delta)
+        if storage.requires_grad:
+            with torch.no_grad():
+                storage.add_(delta)
+        else:  # (a detached delta: no autograd record, without a grad-mode switch)
+            storage.add_(delta.detach() if isinstance(delta, torch.Tensor) else delta)
 
     def compile_function(self, fn, jit=False):
         return torch.compile(fn) if jit else fn
