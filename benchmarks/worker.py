@@ -55,6 +55,25 @@ def _versions(backend):
     return out
 
 
+def _time_steps(suite, tag, backend, name, kinds, unidl_steps_, other_steps, timing, err,
+                **extra):
+    """Time unidl's (train, infer) against the other side's, interleaved, for each kind."""
+    results = []
+    for kind in kinds:
+        if kind == "dispatch":
+            continue
+        i = 0 if kind == "train" else 1
+        t0 = time.perf_counter()
+        r = interleaved({"unidl": unidl_steps_[i], suite: other_steps[i]}, **timing)
+        _log(f"{tag} {name} {kind}: unidl {r['unidl']['ms']:.3f} ms, {suite} "
+             f"{r[suite]['ms']:.3f} ms, ratio {r['ratios'][suite]:.3f} "
+             f"({time.perf_counter() - t0:.1f} s)")
+        results.append({"suite": suite, "backend": backend, "model": name, "kind": kind,
+                        "unidl_ms": r["unidl"]["ms"], "other_ms": r[suite]["ms"],
+                        "ratio": r["ratios"][suite], "max_abs_err": err, "detail": r, **extra})
+    return results
+
+
 def run_native(backend, models, kinds, timing):
     import importlib
 
@@ -69,18 +88,8 @@ def run_native(backend, models, kinds, timing):
         u_train, u_infer = unidl_steps(model, x, y)
         n_train, n_infer = native.steps(name, model.get_weights(), x, y)
         err = check_close(f"{backend}/{name}", u_infer(), n_infer())
-        for kind in kinds:
-            if kind == "dispatch":
-                continue
-            a, b = (u_train, n_train) if kind == "train" else (u_infer, n_infer)
-            t0 = time.perf_counter()
-            r = interleaved({"unidl": a, "native": b}, **timing)
-            _log(f"{backend} {name} {kind}: unidl {r['unidl']['ms']:.3f} ms, native "
-                 f"{r['native']['ms']:.3f} ms, ratio {r['ratios']['native']:.3f} "
-                 f"({time.perf_counter() - t0:.1f} s)")
-            results.append({"suite": "native", "backend": backend, "model": name, "kind": kind,
-                            "unidl_ms": r["unidl"]["ms"], "other_ms": r["native"]["ms"],
-                            "ratio": r["ratios"]["native"], "max_abs_err": err, "detail": r})
+        results += _time_steps("native", backend, backend, name, kinds, (u_train, u_infer),
+                               (n_train, n_infer), timing, err)
     if "dispatch" in kinds:
         a, b = native.dispatch_pair()
         r = interleaved({"unidl": a, "native": b}, repeats=timing["repeats"],
@@ -124,19 +133,9 @@ def run_keras(backend, models, kinds, timing):
         def k_infer(kmodel=kmodel, x=x):
             return np.asarray(kmodel.predict_on_batch(x))
 
-        for kind in kinds:
-            if kind == "dispatch":
-                continue
-            a, b = (u_train, k_train) if kind == "train" else (u_infer, k_infer)
-            t0 = time.perf_counter()
-            r = interleaved({"unidl": a, "keras": b}, **timing)
-            _log(f"keras-{backend} {name} {kind}: unidl {r['unidl']['ms']:.3f} ms, keras "
-                 f"{r['keras']['ms']:.3f} ms, ratio {r['ratios']['keras']:.3f} "
-                 f"({time.perf_counter() - t0:.1f} s)")
-            results.append({"suite": "keras", "backend": backend, "model": name, "kind": kind,
-                            "unidl_ms": r["unidl"]["ms"], "other_ms": r["keras"]["ms"],
-                            "ratio": r["ratios"]["keras"], "max_abs_err": err, "detail": r,
-                            "keras_jit_compile": getattr(kmodel, "jit_compile", None)})
+        results += _time_steps("keras", f"keras-{backend}", backend, name, kinds,
+                               (u_train, u_infer), (k_train, k_infer), timing, err,
+                               keras_jit_compile=getattr(kmodel, "jit_compile", None))
     return results
 
 

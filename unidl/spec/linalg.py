@@ -31,7 +31,7 @@ from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import broadcast_shapes
 
-__all__ = ["einsum_expand", "tensordot_axes", "einsum_grads", "dense_grads",
+__all__ = ["einsum_expand", "einsum_expression", "tensordot_axes", "einsum_grads", "dense_grads",
            "LINALG_INT_DTYPES"]
 
 FLOATS = _dt.FLOAT_DTYPES
@@ -414,6 +414,14 @@ def einsum_expand(subscripts: str, shapes: tuple) -> tuple[tuple[str, ...], str,
         out = ell + sorted(c for c, n in counts.items() if n == 1)
     out_shape = tuple(sizes[c] for c in out)
     return tuple("".join(t) for t in expanded), "".join(out), out_shape
+
+
+@lru_cache(maxsize=4096)
+def einsum_expression(subscripts: str, shapes: tuple) -> str:
+    """:func:`einsum_expand` as one explicit expression, ``"ab,bc->ac"`` (cached per
+    subscripts and shapes: kernels ask on every call)."""
+    terms, out, _ = einsum_expand(subscripts, shapes)
+    return ",".join(terms) + "->" + out
 
 
 def _einsum_shape(subscripts, operands):

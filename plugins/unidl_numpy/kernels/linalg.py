@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from unidl.spec.linalg import einsum_expand, tensordot_axes
+from unidl.spec.linalg import einsum_expression, tensordot_axes
 
 _EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression, or the axes of a transpose
 
@@ -11,11 +11,10 @@ def _plan(subscripts, shapes):
     key = (subscripts, shapes)
     plan = _EXPRS.get(key)
     if plan is None:
-        terms, out, _ = einsum_expand(subscripts, shapes)
-        plan = ",".join(terms) + "->" + out
-        if len(terms) == 1 and sorted(terms[0]) == sorted(out) \
-                and len(set(terms[0])) == len(terms[0]):
-            plan = tuple(terms[0].index(c) for c in out)  # a pure transpose (a view)
+        plan = einsum_expression(subscripts, shapes)
+        lhs, out = plan.split("->")
+        if "," not in lhs and sorted(lhs) == sorted(out) and len(set(lhs)) == len(lhs):
+            plan = tuple(lhs.index(c) for c in out)  # a pure transpose (a view)
         if len(_EXPRS) < 4096:
             _EXPRS[key] = plan
     return plan

@@ -6,7 +6,7 @@ no size-1 broadcasting of a letter (the subscripts are rewritten by ``einsum_exp
 
 import tensorflow as tf
 
-from unidl.spec.linalg import einsum_expand, tensordot_axes
+from unidl.spec.linalg import einsum_expression, tensordot_axes
 from unidl_tensorflow.kernels.elementwise import add as _add
 
 _SMALL_INTS = (tf.int8, tf.int16, tf.uint8)
@@ -46,17 +46,7 @@ def einsum(subscripts, operands):
         if any(d is None for d in shape):  # unknown dims (traced): pass the subscripts as given
             return tf.einsum(subscripts, *operands)
         shapes.append(tuple(shape))
-    key = (subscripts, tuple(shapes))
-    expr = _EXPRS.get(key)
-    if expr is None:
-        terms, out, _ = einsum_expand(subscripts, key[1])
-        expr = ",".join(terms) + "->" + out
-        if len(_EXPRS) < 4096:
-            _EXPRS[key] = expr
-    return tf.einsum(expr, *operands)
-
-
-_EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression (parsed once)
+    return tf.einsum(einsum_expression(subscripts, tuple(shapes)), *operands)
 
 
 def dense(x, kernel, bias=None):

@@ -2,7 +2,7 @@
 
 import torch
 
-from unidl.spec.linalg import einsum_expand, tensordot_axes
+from unidl.spec.linalg import einsum_expression, tensordot_axes
 
 
 def matmul(x, y):
@@ -24,17 +24,8 @@ def dot(x, y):
     return tensordot(x, y, ([nx - 1], [ny - 2]))
 
 
-_EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression (parsed once)
-
-
 def einsum(subscripts, operands):
-    key = (subscripts, tuple(tuple(a.shape) for a in operands))
-    expr = _EXPRS.get(key)
-    if expr is None:
-        terms, out, _ = einsum_expand(subscripts, key[1])
-        expr = ",".join(terms) + "->" + out
-        if len(_EXPRS) < 4096:
-            _EXPRS[key] = expr
+    expr = einsum_expression(subscripts, tuple(tuple(a.shape) for a in operands))
     return torch.einsum(expr, *operands)
 
 
