@@ -21,14 +21,20 @@ def _np(x):
 
 
 # -- dispatcher -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int8", "uint8", "int32",
-                                   "int64", "bool"])
-@pytest.mark.parametrize("scalar", [2, 2.5, -1, True])
+def _scalar_cases():
+    """(dtype, scalar) pairs whose sum is defined the same everywhere: boolean arithmetic and
+    a negative scalar with an unsigned result are backend-specific, so not listed."""
+    for dtype in ("float16", "float32", "float64", "int8", "uint8", "int32", "int64", "bool"):
+        for scalar in (2, 2.5, -1, True):
+            expected = _dt.result_type(dtype, scalar)
+            if not (expected == "bool" or (scalar == -1 and expected.startswith("u"))):
+                yield dtype, scalar
+
+
+@pytest.mark.parametrize("dtype, scalar", list(_scalar_cases()))
 def test_scalar_with_tensor_follows_the_promotion_table(backend, dtype, scalar):
     x = ops.convert_to_tensor(np.array([1, 0, 3], dtype=_dt.numpy_dtype(dtype)))
     expected = _dt.result_type(dtype, scalar)
-    if expected == "bool" or (scalar == -1 and expected.startswith("u")):
-        pytest.skip("boolean arithmetic and negative unsigned values are backend-specific")
     for op, ref in ((ops.add, np.add), (ops.multiply, np.multiply),
                     (ops.subtract, np.subtract)):
         for left in (True, False):
