@@ -296,54 +296,34 @@ def _unbroadcast(g, shape, dtype):
     return g
 
 
-# -- one-sided gradient rules -----------------------------------------------------------------
-# For two-input ops whose backward is two independent products, the cotangent of one input
-# alone, computed exactly as the spec's rule computes it (tests/test_perf_paths.py checks they
-# agree). ``slot`` is the input wanted; None means "use the full rule".
-def _matmul_one_sided(slot, g, out, x, y):
+# -- partial gradient rules -------------------------------------------------------------------
+# When not every input of a node is differentiated (a layer's weights, not its data input),
+# these compute only the cotangents needed, exactly as the spec's rule computes them
+# (tests/test_perf_paths.py checks they agree).
+def _matmul_partial(slots, g, out, x, y):
     ops = _ops()
-    if len(ops.shape(x)) < 2 or len(ops.shape(y)) < 2:
+    if len(slots) != 1 or len(ops.shape(x)) < 2 or len(ops.shape(y)) < 2:
         return None
-    if slot == 0:
+    if slots[0] == 0:
         return (ops.matmul(g, ops.einsum("...ij->...ji", y)), None)
     return (None, ops.matmul(ops.einsum("...ij->...ji", x), g))
 
 
-def _conv_partial(slots, g, out, x, kernel, strides, padding, data_format, dilation_rate,
-                  groups, bias=None):
-    """The cotangents of a convolution's inputs in ``slots`` only (a layer's data input is
-    usually not differentiated: its ``conv_backprop_input`` is the costly one skipped)."""
-    ops = _ops()
-    from unidl.spec.conv import conv_bias_grad
+def _conv_partial(slots, g, out, x, *args):
+    from unidl.spec.conv import conv_grads
 
-    gx = gk = gb = None
-    if 0 in slots:
-        gx = ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
-                                     dilation_rate, groups)
-    if 1 in slots:
-        gk = ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding, data_format,
-                                      dilation_rate, groups)
-    if 2 in slots and bias is not None:
-        gb = conv_bias_grad(g, data_format)
-    return gx, gk, gb
-
-
-def _one_side_only(rule):
-    def partial(slots, g, out, *args):
-        return rule(slots[0], g, out, *args) if len(slots) == 1 else None
-
-    return partial
+    return conv_grads(g, x, *args, slots=slots)
 
 
 def _dense_partial(slots, g, out, x, kernel, bias=None):
     from unidl.spec.linalg import dense_grads
 
-    return dense_grads(g, x, kernel, bias, need_x=0 in slots)
+    return dense_grads(g, x, kernel, bias, slots=slots)
 
 
 # op name -> ``partial(slots, g, out, *args)``: the cotangents of the inputs in ``slots`` (the
 # others may be None), or None to use the spec's full rule
-_PARTIAL = {"matmul": _one_side_only(_matmul_one_sided),
+_PARTIAL = {"matmul": _matmul_partial,
             "conv1d": _conv_partial,
             "conv2d": _conv_partial,
             "dense": _dense_partial}

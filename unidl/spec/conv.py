@@ -37,6 +37,7 @@ from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 
 __all__ = [
     "Geometry",
+    "conv_grads",
     "conv_geometry",
     "conv_transpose_geometry",
     "depthwise_geometry",
@@ -488,22 +489,33 @@ def _conv_reference(rank, op):
     return reference
 
 
-def conv_bias_grad(g, data_format):
+def _bias_grad(g, data_format):
     """The cotangent of a convolution's bias: ``g`` summed over every axis but the channels'."""
     nd = len(ops.shape(g))
     ch = nd - 1 if data_format == "channels_last" else 1
     return ops.sum(g, tuple(i for i in range(nd) if i != ch), False)
 
 
+def conv_grads(g, x, kernel, strides, padding, data_format, dilation_rate, groups, bias=None,
+               slots=(0, 1, 2)):
+    """Cotangents ``(x, kernel, bias)`` of ``conv1d``/``conv2d``; only the inputs in ``slots``
+    are computed, the others are None (a layer's data input is usually not differentiated:
+    its ``conv_backprop_input`` is the costly one skipped)."""
+    gx = gk = gb = None
+    if 0 in slots:
+        gx = ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
+                                     dilation_rate, groups)
+    if 1 in slots:
+        gk = ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding, data_format,
+                                      dilation_rate, groups)
+    if 2 in slots and bias is not None:
+        gb = _bias_grad(g, data_format)
+    return gx, gk, gb
+
+
 def _conv_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate, groups,
                bias=None):
-    return (
-        ops.conv_backprop_input(g, kernel, ops.shape(x), strides, padding, data_format,
-                                dilation_rate, groups),
-        ops.conv_backprop_kernel(x, g, ops.shape(kernel), strides, padding, data_format,
-                                 dilation_rate, groups),
-        None if bias is None else conv_bias_grad(g, data_format),
-    )
+    return conv_grads(g, x, kernel, strides, padding, data_format, dilation_rate, groups, bias)
 
 
 # ---- samples ------------------------------------------------------------------------------

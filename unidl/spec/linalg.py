@@ -31,8 +31,8 @@ from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import broadcast_shapes
 
-__all__ = ["einsum_expand", "einsum_expression", "tensordot_axes", "einsum_grads", "dense_grads",
-           "LINALG_INT_DTYPES"]
+__all__ = ["einsum_expand", "einsum_expression", "tensordot_axes", "einsum_grads",
+           "dense_grads", "LINALG_INT_DTYPES"]
 
 FLOATS = _dt.FLOAT_DTYPES
 #: matmul and dot also claim these integer dtypes.
@@ -141,16 +141,17 @@ def _np_dense(x, kernel, bias=None):
     return y if bias is None else y + bias
 
 
-def dense_grads(g, x, kernel, bias=None, need_x=True):
-    """Cotangents ``(x, kernel, bias)`` of ``dense``; ``need_x=False`` skips the input's (a
-    layer's data input: the largest product of the three)."""
+def dense_grads(g, x, kernel, bias=None, slots=(0, 1, 2)):
+    """Cotangents ``(x, kernel, bias)`` of ``dense``; only the inputs in ``slots`` are
+    computed, the others are None (a layer's data input is usually not differentiated: its
+    product is the largest of the three)."""
     units = _shape(kernel)[1]
     xs = _shape(x)
     x2 = x if len(xs) == 2 else ops.reshape(x, (-1, xs[-1]))
     g2 = g if len(xs) == 2 else ops.reshape(g, (-1, units))
-    gx = ops.matmul(g, ops.transpose(kernel, (1, 0))) if need_x else None
-    gk = ops.matmul(ops.transpose(x2, (1, 0)), g2)
-    gb = None if bias is None else ops.sum(g2, (0,), False)
+    gx = ops.matmul(g, ops.transpose(kernel, (1, 0))) if 0 in slots else None
+    gk = ops.matmul(ops.transpose(x2, (1, 0)), g2) if 1 in slots else None
+    gb = None if bias is None or 2 not in slots else ops.sum(g2, (0,), False)
     return gx, gk, gb
 
 
