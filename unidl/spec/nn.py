@@ -35,7 +35,7 @@ from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import normalize_axes, normalize_axis, same_shape
 
-__all__ = ["SELU_ALPHA", "SELU_SCALE", "dropout_mask", "check_rate", "norm_axes",
+__all__ = ["SELU_ALPHA", "SELU_SCALE", "dropout_mask", "check_rate", "norm_axes", "np_sigmoid",
            "param_broadcast_shape"]
 
 FLOATS = _dt.FLOAT_DTYPES
@@ -56,7 +56,8 @@ def _where_pos(x, a, b):
     return ops.where(ops.greater(x, 0.0), a, b)
 
 
-def _np_sigmoid(x):
+def np_sigmoid(x):
+    """The float64 reference sigmoid (overflow-safe: no ``exp`` of a large positive)."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
@@ -166,7 +167,7 @@ def _sigmoid_impl(x):
     return ops.divide(1.0, ops.add(ops.exp(ops.negative(x)), 1.0))
 
 
-_act("sigmoid", impl=_sigmoid_impl, reference=_np_sigmoid,
+_act("sigmoid", impl=_sigmoid_impl, reference=np_sigmoid,
      grad=lambda g, out, x: (ops.multiply(g, ops.multiply(out, ops.subtract(1.0, out))),),
      samples=_act_samples(-8.0, 8.0, params=[]), onnx="Sigmoid",
      doc="Logistic sigmoid ``1 / (1 + exp(-x))``.")
@@ -200,7 +201,7 @@ def _silu_grad(g, out, x):
 
 
 _act("silu", impl=lambda x: ops.multiply(x, ops.sigmoid(x)),
-     reference=lambda x: x * _np_sigmoid(x), grad=_silu_grad,
+     reference=lambda x: x * np_sigmoid(x), grad=_silu_grad,
      doc="Sigmoid linear unit (swish), ``x * sigmoid(x)``.")
 
 

@@ -36,6 +36,7 @@ from unidl import dtypes as _dt
 from unidl import ops
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
+from unidl.spec.nn import np_sigmoid
 
 __all__ = ["lstm_shapes"]
 
@@ -81,11 +82,6 @@ def lstm_shapes(x, h0, c0, kernel, recurrent_kernel, bias=None):
 
 
 # ---- float64 reference ------------------------------------------------------------------------
-def _np_sigmoid(z):
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
 def _np_lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
     h, c = h0, c0
     outputs = []
@@ -94,8 +90,8 @@ def _np_lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
         if bias is not None:
             z = z + bias
         zi, zf, zg, zo = np.split(z, 4, axis=-1)
-        c = _np_sigmoid(zf) * c + _np_sigmoid(zi) * np.tanh(zg)
-        h = _np_sigmoid(zo) * np.tanh(c)
+        c = np_sigmoid(zf) * c + np_sigmoid(zi) * np.tanh(zg)
+        h = np_sigmoid(zo) * np.tanh(c)
         outputs.append(h)
     return [np.stack(outputs, axis=1), h, c]
 
