@@ -4,19 +4,19 @@ import numpy as np
 
 from unidl.spec.linalg import einsum_expression, tensordot_axes
 
-_EXPRS: dict = {}  # (subscripts, shapes) -> explicit expression, or the axes of a transpose
+_PLANS: dict = {}  # (subscripts, shapes) -> explicit expression, or the axes of a transpose
 
 
 def _plan(subscripts, shapes):
     key = (subscripts, shapes)
-    plan = _EXPRS.get(key)
+    plan = _PLANS.get(key)
     if plan is None:
         plan = einsum_expression(subscripts, shapes)
         lhs, out = plan.split("->")
         if "," not in lhs and sorted(lhs) == sorted(out) and len(set(lhs)) == len(lhs):
             plan = tuple(lhs.index(c) for c in out)  # a pure transpose (a view)
-        if len(_EXPRS) < 4096:
-            _EXPRS[key] = plan
+        if len(_PLANS) < 4096:
+            _PLANS[key] = plan
     return plan
 
 
