@@ -32,6 +32,9 @@ from unidl.errors import (
 )
 
 from unidl import ops  # noqa: E402  isort: skip  (generated from the spec)
+from unidl.backend.state import check_environment as _check_environment  # noqa: E402
+
+_check_environment()  # an unknown UNIDL_BACKEND fails here, naming the variable
 
 __version__ = "0.1.0"
 

@@ -110,12 +110,9 @@ class Mean(Metric):
             # the loss tracker's per-step path: float32 scalars, so the sums are added
             # without the conversions and checks of ``assign_add`` (in place where the
             # backend can: the same float additions)
-            add_to = getattr(self.total._be, "add_to_variable", None)
+            add_to = self.total._be.add_to_variable
             for var, delta in ((self.total, total), (self.count, count)):
-                if add_to is not None:
-                    add_to(var.storage, delta)
-                else:
-                    var._assign_native(ops.add(ops.stop_gradient(var.value), delta))
+                var._storage = add_to(var._storage, delta)
             return
         self.total.assign_add(total)
         self.count.assign_add(count)

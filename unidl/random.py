@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import numpy as np
@@ -26,6 +25,7 @@ __all__ = [
     "get_seed",
     "set_deterministic",
     "is_deterministic",
+    "configure_backend",
     "host_rng",
     "next_seed",
     "uniform",
@@ -41,19 +41,22 @@ _deterministic = False
 
 
 def set_seed(seed: int) -> None:
-    """Seed unidl's host generator, NumPy's global one, and the frameworks already imported.
+    """Seed unidl's host generator, NumPy's global one, and every loaded backend's own
+    generator (:meth:`unidl.backend.Backend.seed`); a backend loaded later is seeded when it
+    loads.
 
-    After ``set_seed(s)`` weight initialization is identical on every backend.
+    After ``set_seed(s)`` weight initialization is identical on every backend, and each
+    backend repeats its own random draws (dropout masks outside deterministic mode).
     """
     global _seed, _rng
     with _lock:
         _seed = int(seed)
         _rng = np.random.default_rng(_seed)
     np.random.seed(_seed % (2**32))
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(_seed)
-    if "tensorflow" in sys.modules:
-        sys.modules["tensorflow"].random.set_seed(_seed)
+    from unidl.backend.registry import loaded_backends
+
+    for be in loaded_backends():
+        be.seed(_seed)
 
 
 def get_seed() -> int | None:
@@ -64,16 +67,27 @@ def set_deterministic(enabled: bool = True) -> None:
     """Draw dropout masks and shuffling orders on the host too (slower, identical everywhere).
 
     With a seed set, training then follows the same curve on every backend, within float
-    tolerance. It also asks PyTorch for deterministic algorithms where it is loaded.
+    tolerance. Every loaded backend is told (:meth:`unidl.backend.Backend.set_deterministic`:
+    PyTorch then asks for deterministic algorithms); a backend loaded later when it loads.
     """
     global _deterministic
     _deterministic = bool(enabled)
-    if "torch" in sys.modules:
-        sys.modules["torch"].use_deterministic_algorithms(_deterministic, warn_only=True)
+    from unidl.backend.registry import loaded_backends
+
+    for be in loaded_backends():
+        be.set_deterministic(_deterministic)
 
 
 def is_deterministic() -> bool:
     return _deterministic
+
+
+def configure_backend(be) -> None:
+    """Give a backend that has just loaded the seed and deterministic mode set so far."""
+    if _seed is not None:
+        be.seed(_seed)
+    if _deterministic:
+        be.set_deterministic(True)
 
 
 def host_rng() -> np.random.Generator:

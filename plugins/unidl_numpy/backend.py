@@ -8,6 +8,7 @@ from unidl import dtypes as _dt
 from unidl.backend import Backend
 from unidl_numpy.grad_kernels import GRAD_KERNELS
 from unidl_numpy.kernels import all_kernels
+from unidl_numpy.kernels.nn import seed_dropout
 from unidl_numpy.optimizers import OPTIMIZER_KERNELS
 
 _ND = np.ndarray
@@ -83,6 +84,10 @@ class NumpyBackend(Backend):
     def add_to_variable(self, storage, delta):
         """``storage += delta`` in place (a metric's running sums)."""
         np.add(storage, delta, out=storage)
+        return storage
+
+    def seed(self, seed):
+        seed_dropout(seed)
 
     def assign_variable(self, storage, value):
         if storage.shape == np.shape(value):

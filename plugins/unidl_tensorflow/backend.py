@@ -58,6 +58,8 @@ def _tf_device(device: str) -> str:
 class TensorFlowBackend(Backend):
     name = "tensorflow"
     native_autodiff = True
+    compile_by_default = True  # tf.function is TensorFlow's fast path for a whole step
+    compile_traces = True  # (its Python body runs only while tracing)
 
     def __init__(self):
         super().__init__()
@@ -159,6 +161,10 @@ class TensorFlowBackend(Backend):
     def add_to_variable(self, storage, delta):
         """``storage += delta`` (a metric's running sums; also inside ``tf.function``)."""
         storage.assign_add(delta)
+        return storage
+
+    def seed(self, seed):
+        tf.random.set_seed(seed)
 
     def assign_variable(self, storage, value):
         if storage.shape == value.shape:

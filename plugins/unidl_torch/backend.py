@@ -47,6 +47,7 @@ class TorchBackend(Backend):
     name = "torch"
     native_autodiff = True
     tensor_types = (torch.Tensor, torch.nn.Parameter)
+    compile_traces = True  # torch.compile (jit_compile=True) may trace host draws away
 
     def __init__(self):
         super().__init__()
@@ -162,6 +163,13 @@ class TorchBackend(Backend):
                 storage.add_(delta)
         else:  # (a detached delta: no autograd record, without a grad-mode switch)
             storage.add_(delta.detach() if isinstance(delta, torch.Tensor) else delta)
+        return storage
+
+    def seed(self, seed):
+        torch.manual_seed(seed)
+
+    def set_deterministic(self, enabled):
+        torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
 
     def compile_function(self, fn, jit=False):
         return torch.compile(fn) if jit else fn

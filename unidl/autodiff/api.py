@@ -19,7 +19,7 @@ import functools
 
 from unidl import dtypes as _dt
 from unidl import tree
-from unidl.backend.state import STATE, current_backend
+from unidl.backend.state import STATE, current_backend, follow_process
 from unidl.errors import GradientError
 
 __all__ = ["grad", "value_and_grad", "vjp", "stop_gradient"]
@@ -53,8 +53,8 @@ def _leaf_value(x, be, what: str):
 
 def _vjp_flat(fn_flat, values, be):
     """Dispatch to the backend's native autodiff or to unidl's engine."""
-    create_graph = STATE.__dict__.get("grad_depth", 0) > 0
-    STATE.grad_depth = STATE.__dict__.get("grad_depth", 0) + 1
+    create_graph = STATE.grad_depth > 0
+    STATE.grad_depth += 1
     try:
         if be.native_autodiff:
             return be.vjp(fn_flat, values, create_graph=create_graph)
@@ -63,6 +63,8 @@ def _vjp_flat(fn_flat, values, be):
         return engine_vjp(be, STATE, fn_flat, values)
     finally:
         STATE.grad_depth -= 1
+        if not STATE.grad_depth:
+            follow_process()  # (a set_backend from another thread meanwhile)
 
 
 def _call_with_leaves(fn, args, flat, treedef, leaves):

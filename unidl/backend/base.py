@@ -61,6 +61,15 @@ class Backend:
     name: str = "?"
     native_autodiff: bool = False
     tensor_types: tuple[type, ...] = ()
+    #: capability: ``Model`` runs its train, test and predict steps through
+    #: :meth:`compile_function` unless ``run_eagerly`` (TensorFlow: ``tf.function`` is its
+    #: fast path); otherwise only with ``compile(jit_compile=True)``.
+    compile_by_default: bool = False
+    #: capability: :meth:`compile_function` runs the step's Python only while tracing, so a
+    #: value drawn on the host inside it (deterministic mode's dropout masks) would be
+    #: frozen into the compiled step; ``Model`` then runs training steps eagerly in
+    #: deterministic mode.
+    compile_traces: bool = False
 
     def __init__(self) -> None:
         self.kernels: dict[str, Callable] = {}
@@ -130,6 +139,16 @@ class Backend:
         """
         raise NotImplementedError
 
+    # -- randomness -------------------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        """Seed the framework's own generator (the one behind ``dropout`` with ``seed=None``),
+        so that :func:`unidl.random.set_seed` makes its draws repeat. Called for every loaded
+        backend by ``set_seed`` and for a backend that loads after it."""
+
+    def set_deterministic(self, enabled: bool) -> None:
+        """Follow :func:`unidl.random.set_deterministic`: ask the framework for deterministic
+        algorithms where it has such a mode (PyTorch)."""
+
     # -- variables ----------------------------------------------------------------------------
     def new_variable(self, value, trainable: bool, name: str | None):
         """Native storage for a :class:`unidl.Variable`; default: the tensor itself."""
@@ -142,9 +161,20 @@ class Backend:
         """Assign ``value`` in place where possible; return the (possibly new) storage."""
         return value
 
+    def add_to_variable(self, storage, delta):
+        """``storage + delta`` assigned to the storage (a metric's running sums, every step):
+        in place where the framework can, recording no gradient. Returns the (possibly new)
+        storage. Default: a read, an ``add`` and :meth:`assign_variable`."""
+        return self.assign_variable(storage, self.table.add(self.read_variable(storage), delta))
+
     # -- execution ----------------------------------------------------------------------------
     def compile_function(self, fn, jit: bool = False):
         """The framework's fast path for a whole step (``tf.function``, ``torch.compile``)."""
+        return fn
+
+    def inference_function(self, fn):
+        """``fn`` wrapped to record no gradients (``Model``'s evaluation and prediction steps:
+        nothing there is differentiated). Default: ``fn`` itself."""
         return fn
 
     def strict_numerics(self):

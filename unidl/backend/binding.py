@@ -111,21 +111,65 @@ def make_converters(be):
     return dtype_info, to_native
 
 
-def prepare(spec, kernel, be):
-    """Wrap ``kernel`` with the argument preparation ``spec`` asks for on backend ``be``."""
-    T = frozenset(be.tensor_types)
-    float_natives = set()
-    for d in _dt.FLOAT_DTYPES:
+class Natives:
+    """A backend's native dtype objects, grouped (computed once per backend)."""
+
+    def __init__(self, be):
+        self.tensors = frozenset(be.tensor_types)
+        self.floats = _native_set(be, _dt.FLOAT_DTYPES)
+        self.ints = _native_set(be, _dt.INT_DTYPES)
+
+    @staticmethod
+    def of(be) -> Natives:
+        got = be.__dict__.get("_natives")
+        if got is None:
+            got = be._natives = Natives(be)
+        return got
+
+
+def _native_set(be, names) -> frozenset:
+    out = set()
+    for d in names:
         try:
-            float_natives.add(be.native_dtype(d))
+            out.add(be.native_dtype(d))
         except Exception:  # a backend may lack bfloat16 or float16
             pass
-    FL = frozenset(float_natives)
+    return frozenset(out)
+
+
+def prepare(spec, kernel, be):
+    """Wrap ``kernel`` with the argument preparation ``spec`` asks for on backend ``be``:
+    the most specific wrapper for the op's kind of signature (each keeps its common case,
+    native tensors of one dtype, to a few checks)."""
+    n = Natives.of(be)
+    normalize = make_normalize(spec, be)
+    tpos, lpos = spec.tensor_pos, spec.tensor_list_pos
+    if "dtype" in spec.param_names:
+        if not lpos and tpos == (0,):
+            return _dtype_arg_op(spec, kernel, make_fast_args(spec, be, n), normalize)
+        return lambda *args: kernel(*normalize(args))
+    if not tpos and not lpos:
+        return kernel
+    if tpos == (0,):
+        return _unary(spec, kernel, be, n, normalize)
+    if tpos == (0, 1) and spec.promote_pos == (0, 1) and not lpos:
+        return _binary(spec, kernel, be, n, normalize)
+    fast_args = make_fast_args(spec, be, n)
+
+    def general(*args):
+        fast = fast_args(args)
+        return kernel(*(fast if fast is not None else normalize(args)))
+
+    return general
+
+
+def make_normalize(spec, be):
+    """``normalize(args)``: the generic preparation (conversion, promotion to the one result
+    type, float-only ops given the default float, the ``dtype`` argument resolved)."""
     dtype_info, to_native = make_converters(be)
     fi = spec.float_inputs
     tpos, lpos, ppos = spec.tensor_pos, spec.tensor_list_pos, spec.promote_pos
-    has_dtype = "dtype" in spec.param_names
-    dpos = spec.param_names.index("dtype") if has_dtype else -1
+    dpos = spec.param_names.index("dtype") if "dtype" in spec.param_names else -1
 
     def promote_target(vals):
         infos = [dtype_info(v) for v in vals if v is not None]
@@ -133,6 +177,10 @@ def prepare(spec, kernel, be):
         if fi and not _dt.is_float(target):
             target = _dt.DEFAULT_FLOAT
         return target
+
+    def own_dtype(a):
+        d, _ = dtype_info(a)
+        return None if isinstance(d, str) and _dt.is_float(d) else _dt.DEFAULT_FLOAT
 
     def normalize(args):
         args = list(args)
@@ -145,46 +193,41 @@ def prepare(spec, kernel, be):
         target = promote_target(group) if group else None
         for i in tpos:
             a = args[i]
-            if a is None:
-                continue
-            if i in ppos:
-                args[i] = to_native(a, target)
-            elif fi:
-                d, _ = dtype_info(a)
-                args[i] = to_native(a, None if isinstance(d, str) and _dt.is_float(d)
-                                    else _dt.DEFAULT_FLOAT)
-            else:
-                args[i] = to_native(a, None)
+            if a is not None:
+                args[i] = to_native(a, target if i in ppos else own_dtype(a) if fi else None)
         for i in lpos:
-            seq = args[i]
-            args[i] = [to_native(a, target if i in ppos else None) for a in seq]
-        if has_dtype:
-            abstract = list(args)
-            for i in tpos:
-                if abstract[i] is not None:
-                    abstract[i] = be.dtype_of(abstract[i])
-            for i in lpos:
-                abstract[i] = [be.dtype_of(a) for a in abstract[i]]
-            abstract[dpos] = args[dpos]
-            args[dpos] = spec.result_dtype(abstract)
+            args[i] = [to_native(a, target if i in ppos else None) for a in args[i]]
+        if dpos >= 0:
+            args[dpos] = spec.result_dtype(_abstract(args, be, tpos, lpos))
         return args
 
-    pset = frozenset(ppos)
-    int_natives = set()
-    for d in _dt.INT_DTYPES:
-        try:
-            int_natives.add(be.native_dtype(d))
-        except Exception:
-            pass
-    INTS = frozenset(int_natives)
+    return normalize
 
+
+def _abstract(args, be, tpos, lpos):
+    """``args`` with tensors replaced by their dtype names (for a spec's dtype rule)."""
+    abstract = list(args)
+    for i in tpos:
+        if abstract[i] is not None:
+            abstract[i] = be.dtype_of(abstract[i])
+    for i in lpos:
+        abstract[i] = [be.dtype_of(a) for a in abstract[i]]
+    return abstract
+
+
+def make_fast_args(spec, be, n: Natives):
+    """``fast_args(args)``: ``args`` ready for the kernel if that needs no promotion:
+    Variables unwrapped, every tensor argument (also in tensor lists) a native tensor, one
+    dtype across the promoted group (Python scalars in it converted to that dtype when the
+    weak-scalar rule keeps it), float where the op needs float. Else None: the caller runs
+    the generic ``normalize``."""
+    T, FL = n.tensors, n.floats
+    fi = spec.float_inputs
+    tpos, lpos, pset = spec.tensor_pos, spec.tensor_list_pos, frozenset(spec.promote_pos)
+    scalars_ok = _weak_scalar_rule(spec, n)
     convert_native, dtype_of_native = be.convert, be.dtype_of
 
     def fast_args(args):
-        """``args`` ready for the kernel if that needs no promotion: Variables unwrapped, every
-        tensor argument (also in tensor lists) a native tensor, one dtype across the promoted
-        group (Python scalars in it converted to that dtype when the weak-scalar rule keeps
-        it), float where the op needs float. Else None: the caller runs :func:`normalize`."""
         args = list(args)
         group = first = scalars = None
         for i in tpos:
@@ -195,129 +238,125 @@ def prepare(spec, kernel, be):
                 if a.__class__ in _SCALARS and i in pset:
                     scalars = (scalars or []) + [i]
                     continue
-                a = _unwrap(a)
+                a = args[i] = _unwrap(a)
                 if a.__class__ not in T:
                     return None
-                args[i] = a
-            d = a.dtype
-            if fi and d not in FL:
+            if fi and a.dtype not in FL:
                 return None
             if i in pset:
                 if group is None:
-                    group, first = d, a
-                elif d != group:
+                    group, first = a.dtype, a
+                elif a.dtype != group:
                     return None
         for i in lpos:
-            seq = list(args[i])
+            seq = args[i] = list(args[i])
             for k, a in enumerate(seq):
                 if a.__class__ not in T:
                     a = seq[k] = _unwrap(a)
                     if a.__class__ not in T:
                         return None
-                d = a.dtype
-                if fi and d not in FL:
+                if fi and a.dtype not in FL:
                     return None
                 if i in pset:
                     if group is None:
-                        group, first = d, a
-                    elif d != group:
+                        group, first = a.dtype, a
+                    elif a.dtype != group:
                         return None
-            args[i] = seq
         if scalars:
-            if group is None:
+            if group is None or not all(scalars_ok(group, args[i]) for i in scalars):
                 return None
-            for i in scalars:
-                if not (group in FL or (not fi and args[i].__class__ is int and group in INTS)):
-                    return None
             name = dtype_of_native(first)
             for i in scalars:
                 args[i] = convert_native(args[i], name)
         return args
 
-    if has_dtype and not lpos and tpos == (0,):
-        # ops taking a ``dtype`` argument (cast, ones_like, ...): the result dtype depends
-        # only on the input's dtype and the other arguments, so it is computed once per
-        # combination by the generic path and remembered
-        result_dtypes = {}
+    return fast_args
 
-        def with_dtype(*args):
-            fast = fast_args(args)
-            if fast is not None:
-                try:
-                    key = (fast[0].dtype,) + tuple(fast[1:])
-                    fast[dpos] = result_dtypes[key]
-                    return kernel(*fast)
-                except (KeyError, TypeError):
-                    pass
-            full = normalize(args)
-            if fast is not None:
-                try:
-                    result_dtypes[(fast[0].dtype,) + tuple(fast[1:])] = full[dpos]
-                except TypeError:  # an unhashable argument (a list): not remembered
-                    pass
-            return kernel(*full)
 
-        return with_dtype
+def _weak_scalar_rule(spec, n: Natives):
+    """``keeps(native_dtype, scalar)``: whether a tensor of ``native_dtype`` with a weak
+    Python ``scalar`` promotes to that dtype (and it suits the op): floats with any number,
+    ints with ints."""
+    FL, INTS, fi = n.floats, n.ints, spec.float_inputs
 
-    if has_dtype:
-        def generic(*args):
-            return kernel(*normalize(args))
+    def keeps(d, scalar):
+        return d in FL or (not fi and scalar.__class__ is int and d in INTS)
 
-        return generic
+    return keeps
 
-    if not tpos and not lpos:
-        return kernel
 
-    if len(tpos) == 1 and tpos[0] == 0:
-        if fi:
-            def unary_float(x, *rest):
-                if x.__class__ not in T:
-                    x = _unwrap(x)
-                if x.__class__ not in T or x.dtype not in FL:
-                    x = normalize((x,) + rest)[0]
-                return kernel(x, *rest)
+def _dtype_arg_op(spec, kernel, fast_args, normalize):
+    """Ops of one tensor and a ``dtype`` argument (``cast``, ``ones_like``, ``one_hot``…):
+    the result dtype is found once per (input dtype, ``dtype`` argument) by the generic path
+    and remembered. The cache stays small: the dtype rules of these ops read nothing else
+    (``tests/test_binding.py`` checks it)."""
+    dpos = spec.param_names.index("dtype")
+    result_dtypes: dict = {}
 
-            return unary_float
+    def with_dtype(*args):
+        fast = fast_args(args)
+        if fast is not None:
+            try:
+                fast[dpos] = result_dtypes[(fast[0].dtype, fast[dpos])]
+                return kernel(*fast)
+            except (KeyError, TypeError):
+                pass
+        full = normalize(args)
+        if fast is not None:
+            try:
+                result_dtypes[(fast[0].dtype, fast[dpos])] = full[dpos]
+            except TypeError:  # an unhashable dtype argument: not remembered
+                pass
+        return kernel(*full)
 
-        def unary(x, *rest):
-            if x.__class__ not in T:
-                x = to_native(x, None)
-            return kernel(x, *rest)
+    with_dtype.result_dtypes = result_dtypes  # (inspected by the tests)
+    return with_dtype
 
-        return unary
 
-    if tpos == (0, 1) and ppos == (0, 1):
-        convert, dtype_of = be.convert, be.dtype_of
-
-        def binary(x, y, *rest):
+def _unary(spec, kernel, be, n: Natives, normalize):
+    """One tensor, in first position: native tensors go straight through (float-only ops
+    also need a float dtype)."""
+    T, FL = n.tensors, n.floats
+    if spec.float_inputs:
+        def unary_float(x, *rest):
             if x.__class__ not in T:
                 x = _unwrap(x)
-            if y.__class__ not in T:
-                y = _unwrap(y)
-            if x.__class__ in T:
-                if y.__class__ in T:
-                    if x.dtype == y.dtype and (not fi or x.dtype in FL):
-                        return kernel(x, y, *rest)
-                elif y.__class__ in _SCALARS and _weak_keeps(x.dtype, y):
-                    # a Python scalar with a tensor that keeps its dtype under the weak
-                    # promotion rule: the scalar is converted to the tensor's dtype
-                    return kernel(x, convert(y, dtype_of(x)), *rest)
-            elif x.__class__ in _SCALARS and y.__class__ in T and _weak_keeps(y.dtype, x):
-                return kernel(convert(x, dtype_of(y)), y, *rest)
-            x, y = normalize((x, y) + rest)[:2]
-            return kernel(x, y, *rest)
+            if x.__class__ not in T or x.dtype not in FL:
+                x = normalize((x,) + rest)[0]
+            return kernel(x, *rest)
 
-        def _weak_keeps(d, scalar):
-            """Whether a tensor of native dtype ``d`` with a weak Python ``scalar`` promotes
-            to ``d`` (and ``d`` suits the op): floats with any number, ints with ints."""
-            if d in FL:
-                return True
-            return not fi and scalar.__class__ is int and d in INTS
+        return unary_float
+    _, to_native = make_converters(be)
 
-        return binary
+    def unary(x, *rest):
+        if x.__class__ not in T:
+            x = to_native(x, None)
+        return kernel(x, *rest)
 
-    def general(*args):
-        fast = fast_args(args)
-        return kernel(*(fast if fast is not None else normalize(args)))
+    return unary
 
-    return general
+
+def _binary(spec, kernel, be, n: Natives, normalize):
+    """Two promoted tensors first (``add``, ``matmul``…): two native tensors of one dtype,
+    or one with a Python scalar the weak rule converts to its dtype, go straight through."""
+    T, FL, fi = n.tensors, n.floats, spec.float_inputs
+    keeps = _weak_scalar_rule(spec, n)
+    convert, dtype_of = be.convert, be.dtype_of
+
+    def binary(x, y, *rest):
+        if x.__class__ not in T:
+            x = _unwrap(x)
+        if y.__class__ not in T:
+            y = _unwrap(y)
+        if x.__class__ in T:
+            if y.__class__ in T:
+                if x.dtype == y.dtype and (not fi or x.dtype in FL):
+                    return kernel(x, y, *rest)
+            elif y.__class__ in _SCALARS and keeps(x.dtype, y):
+                return kernel(x, convert(y, dtype_of(x)), *rest)
+        elif x.__class__ in _SCALARS and y.__class__ in T and keeps(y.dtype, x):
+            return kernel(convert(x, dtype_of(y)), y, *rest)
+        x, y = normalize((x, y) + rest)[:2]
+        return kernel(x, y, *rest)
+
+    return binary

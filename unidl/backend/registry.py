@@ -21,7 +21,8 @@ from unidl.backend.base import Backend, BackendEntry
 from unidl.errors import BackendNotFoundError, BackendUnavailableError
 
 __all__ = ["plugin_manager", "list_backends", "get_backend", "BackendInfo", "register_plugin",
-           "plugin_errors", "reset"]
+           "plugin_errors", "reset", "is_backend_name", "backend_names",
+           "loaded_backends"]
 
 ENTRY_POINT_GROUP = "unidl"
 
@@ -74,6 +75,26 @@ def _entry_points():
             continue
         seen.add(ep.name)
         yield ep
+
+
+def is_backend_name(name: str) -> bool:
+    """Whether an installed plugin declares a backend called ``name``. Cheap when an entry
+    point has that name (nothing is imported); else the plugins are discovered (their
+    modules imported, never a framework)."""
+    if any(ep.name == name for ep in _entry_points()):
+        return True
+    return name in _backend_entries()
+
+
+def backend_names() -> list[str]:
+    """The names of every declared backend (plugins discovered, no framework imported)."""
+    return sorted(_backend_entries())
+
+
+def loaded_backends() -> list[Backend]:
+    """The backends loaded so far in this process (their frameworks are imported)."""
+    with _lock:
+        return list(_loaded.values())
 
 
 def _describe(exc: BaseException) -> str:
@@ -175,6 +196,9 @@ def get_backend(name: str) -> Backend:
                 f"{', '.join(be.missing)}; calling them raises MissingKernelError",
                 stacklevel=2,
             )
+        from unidl import random as _random
+
+        _random.configure_backend(be)  # the seed and deterministic mode set so far
         _loaded[name] = be
         return be
 

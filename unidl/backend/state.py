@@ -9,8 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 
-from unidl.errors import BackendError
+from unidl.errors import BackendError, BackendNotFoundError
+
+#: the backend used when neither ``UNIDL_BACKEND`` nor a plugin's default names one
+DEFAULT_BACKEND = "numpy"
 
 __all__ = [
     "set_backend",
@@ -37,15 +41,38 @@ class _Process:
     table = None
     device = None
     lock = threading.RLock()
+    #: every thread's state dict, by thread ident, with a weak reference to the thread (so
+    #: :func:`set_backend` reaches threads that already ran an op; dead threads are dropped)
+    threads: dict = {}
 
 
 class _State(threading.local):
+    """One thread's view: the active backend, its kernel table and device.
+
+    ``pinned`` counts the :func:`use_backend` blocks the thread is in, ``tracing`` the
+    levels of unidl's own autodiff engine and ``grad_depth`` the nested ``unidl.grad``
+    calls; a thread with all three at 0 follows the process backend.
+    """
+
     def __init__(self):
         self.backend = _Process.backend
         self.k = _Process.table if _Process.table is not None else _Lazy()
         self.device = _Process.device
         self.tracing = 0  # depth of unidl's own autodiff tracing (numpy engine)
+        self.grad_depth = 0  # nested unidl.grad / vjp calls on any backend
+        self.pinned = 0  # depth of use_backend blocks
         self.spec_rules_only = False  # engine: ignore backends' gradient kernels
+        with _Process.lock:
+            _forget_dead_threads()
+            _Process.threads[threading.get_ident()] = (
+                weakref.ref(threading.current_thread()), self.__dict__)
+
+
+def _forget_dead_threads():
+    for ident, (ref, _) in list(_Process.threads.items()):
+        thread = ref()
+        if thread is None or not thread.is_alive():
+            del _Process.threads[ident]
 
 
 STATE = _State()
@@ -58,7 +85,26 @@ def _default_name() -> str:
     from unidl.backend.registry import plugin_manager
 
     choice = plugin_manager().hook.unidl_default_backend()
-    return choice or "numpy"
+    return choice or DEFAULT_BACKEND
+
+
+def check_environment() -> None:
+    """Fail early, at ``import unidl``, when ``UNIDL_BACKEND`` names no installed backend.
+
+    No framework is imported (see :func:`unidl.backend.registry.is_backend_name`).
+
+    Raises:
+        BackendNotFoundError: naming the variable, its value and the installed backends.
+    """
+    env = (os.environ.get("UNIDL_BACKEND") or "").strip()
+    if not env:
+        return
+    from unidl.backend.registry import backend_names, is_backend_name
+
+    if not is_backend_name(env):
+        raise BackendNotFoundError(
+            f"UNIDL_BACKEND={env!r} names no installed backend; installed backends: "
+            f"{', '.join(backend_names()) or 'none'} (unset UNIDL_BACKEND or pick one of them)")
 
 
 def _ensure_loaded():
@@ -66,7 +112,13 @@ def _ensure_loaded():
         return
     with _Process.lock:
         if _Process.backend is None:
-            _set_process_backend(_default_name())
+            name = _default_name()
+            try:
+                _set_process_backend(name)
+            except BackendNotFoundError as exc:
+                if os.environ.get("UNIDL_BACKEND"):
+                    raise BackendNotFoundError(f"UNIDL_BACKEND: {exc}") from None
+                raise
     STATE.backend = _Process.backend
     STATE.k = _Process.table
     if STATE.device is None:
@@ -82,6 +134,18 @@ def _set_process_backend(name: str):
     _Process.device = os.environ.get("UNIDL_DEVICE") or None
     if _Process.device is not None:
         _check_device(be, _Process.device)
+
+
+def _follows_process(state: dict) -> bool:
+    return not (state.get("pinned") or state.get("tracing") or state.get("grad_depth"))
+
+
+def follow_process() -> None:
+    """Make this thread use the process backend again if it is in no :func:`use_backend`
+    block and no differentiation (called when such a block ends)."""
+    if _follows_process(STATE.__dict__) and _Process.backend is not None:
+        STATE.backend, STATE.k, STATE.device = (
+            _Process.backend, _Process.table, _Process.device)
 
 
 def current_backend():
@@ -104,22 +168,31 @@ def backend_name() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` the backend of this process (and of this thread).
+    """Make ``name`` the backend of this process: of this thread and of every other thread
+    that is not inside a :func:`use_backend` block or a differentiation (those switch when
+    their block ends).
 
     Raises:
         ValueError: no backend of that name is installed (the message lists those that are).
         ImportError: the backend is known but its framework is missing or broken (the
             message says which extra to install).
+        BackendError: called inside ``unidl.grad`` (values being differentiated belong to
+            the backend that started the differentiation).
     """
     from unidl.backend.registry import get_backend
 
+    if STATE.tracing or STATE.grad_depth:
+        raise BackendError(
+            f"set_backend({name!r}) inside unidl.grad/value_and_grad/vjp: the values being "
+            "differentiated belong to the active backend; switch backends outside it")
     be = get_backend(name)
     with _Process.lock:
-        _Process.backend = be
-        _Process.table = be.table
-    STATE.backend = be
-    STATE.k = be.table
-    STATE.device = None
+        _Process.backend, _Process.table, _Process.device = be, be.table, None
+        _forget_dead_threads()
+        for _, state in _Process.threads.values():
+            if _follows_process(state):
+                state["backend"], state["k"], state["device"] = be, be.table, None
+    STATE.backend, STATE.k, STATE.device = be, be.table, None
 
 
 @contextlib.contextmanager
@@ -135,14 +208,17 @@ def use_backend(name: str):
     from unidl.backend.registry import get_backend
 
     be = get_backend(name)
-    saved = (STATE.backend, STATE.k, STATE.device)
     if STATE.tracing:
         raise BackendError("cannot switch backends inside unidl.grad on the NumPy engine")
+    saved = (STATE.backend, STATE.k, STATE.device)
     STATE.backend, STATE.k, STATE.device = be, be.table, None
+    STATE.pinned += 1
     try:
         yield be
     finally:
+        STATE.pinned -= 1
         STATE.backend, STATE.k, STATE.device = saved
+        follow_process()
 
 
 def _normalize_device(name: str) -> str:

@@ -229,18 +229,18 @@ class TrainingMixin:
                    "test_batch": self._raw_test_batch}[kind]
             fn = raw
             training = kind in ("train", "train_batch")
+            # (host-drawn masks of deterministic mode would be frozen into a traced step)
             compile_ok = not self.run_eagerly and not (
-                training and urandom.is_deterministic() and be.name == "tensorflow")
-            if compile_ok and (be.name == "tensorflow" or self.jit_compile):
+                training and urandom.is_deterministic() and be.compile_traces)
+            if compile_ok and (be.compile_by_default or self.jit_compile):
                 try:
                     fn = _compiled(be, raw, kind, self.jit_compile)
                 except Exception as exc:  # fall back to eager, say why
                     warnings.warn(f"could not compile the {kind} step on {be.name}: {exc}",
                                   stacklevel=3)
                     fn = raw
-            no_grad = getattr(be, "inference_function", None)
-            if not training and no_grad is not None:
-                fn = no_grad(fn)  # evaluation and prediction record no gradients
+            if not training:
+                fn = be.inference_function(fn)  # evaluation and prediction: no gradients
             self._steps[key] = fn
         return self._steps[key]
 

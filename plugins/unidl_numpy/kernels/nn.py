@@ -23,6 +23,12 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _RNG = np.random.default_rng()  # for dropout with seed=None
 
 
+def seed_dropout(seed: int) -> None:
+    """Reseed the generator of ``dropout`` with ``seed=None`` (``unidl.random.set_seed``)."""
+    global _RNG
+    _RNG = np.random.default_rng(int(seed))
+
+
 def _half_to_float(fn):
     """Run ``fn`` on float32 copies of float16 arrays and cast the result back."""
 
