@@ -208,3 +208,20 @@ def test_unknown_unidl_backend_fails_at_import_naming_the_variable():
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "UNIDL_BACKEND='tensorflw'" in last and "numpy" in last, last
+
+
+# -- gradient kernels are registered against the spec's declaration -----------------------------
+@pytest.mark.parametrize("name, grad_kernels, native, message", [
+    ("nosuchop", {"nosuchop": lambda *a: None}, False, "not an op of the spec"),
+    ("argmax", {"argmax": lambda *a: None}, False, "declares no gradient rule"),
+    ("relu", {"relu": lambda *a: None}, True, "would never run"),
+])
+def test_gradient_kernels_must_match_a_declared_rule(name, grad_kernels, native, message):
+    from unidl.backend.binding import bind
+    from unidl_numpy.backend import NumpyBackend
+
+    be = NumpyBackend()
+    be.name, be.grad_kernels, be.native_autodiff = "probe", grad_kernels, native
+    with pytest.raises(unidl.BackendError, match=message) as err:
+        bind(be)
+    assert "probe" in str(err.value) and name in str(err.value)

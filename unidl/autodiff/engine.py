@@ -296,39 +296,6 @@ def _unbroadcast(g, shape, dtype):
     return g
 
 
-# -- partial gradient rules -------------------------------------------------------------------
-# When not every input of a node is differentiated (a layer's weights, not its data input),
-# these compute only the cotangents needed, exactly as the spec's rule computes them
-# (tests/test_perf_paths.py checks they agree).
-def _matmul_partial(slots, g, out, x, y):
-    ops = _ops()
-    if len(slots) != 1 or len(ops.shape(x)) < 2 or len(ops.shape(y)) < 2:
-        return None
-    if slots[0] == 0:
-        return (ops.matmul(g, ops.einsum("...ij->...ji", y)), None)
-    return (None, ops.matmul(ops.einsum("...ij->...ji", x), g))
-
-
-def _conv_partial(slots, g, out, x, *args):
-    from unidl.spec.conv import conv_grads
-
-    return conv_grads(g, x, *args, slots=slots)
-
-
-def _dense_partial(slots, g, out, x, kernel, bias=None):
-    from unidl.spec.linalg import dense_grads
-
-    return dense_grads(g, x, kernel, bias, slots=slots)
-
-
-# op name -> ``partial(slots, g, out, *args)``: the cotangents of the inputs in ``slots`` (the
-# others may be None), or None to use the spec's full rule
-_PARTIAL = {"matmul": _matmul_partial,
-            "conv1d": _conv_partial,
-            "conv2d": _conv_partial,
-            "dense": _dense_partial}
-
-
 def _key(t: Tracer):
     return ("leaf", id(t)) if t.node is None else (id(t.node), t.index)
 
@@ -383,10 +350,10 @@ def backward(outputs, cotangents, leaves, grad_kernels=None, natives=frozenset()
         kernel = grad_kernels.get(node.spec.name) if grad_kernels else None
         if kernel is not None and not node.lower and _all_native(g, natives):
             grads = kernel([p[0] for p in node.parents], g, node.out, *node.args)
-        partial = _PARTIAL.get(node.spec.name) if grads is None else None
+        partial = node.spec.grad_partial if grads is None else None
         if partial is not None:
             # not every input is differentiated (e.g. a layer's weights, not its data input):
-            # skip computing the others' cotangents
+            # the spec's partial rule skips computing the others' cotangents
             grads = partial([p[0] for p in node.parents], g, node.out, *node.args)
         if grads is None:
             grads = node.spec.grad(g, node.out, *node.args)

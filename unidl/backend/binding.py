@@ -10,7 +10,7 @@ default float. Inputs that are already native tensors of one dtype go straight t
 from __future__ import annotations
 
 from unidl import dtypes as _dt
-from unidl.errors import MissingKernelError
+from unidl.errors import BackendError, MissingKernelError
 from unidl.spec.core import COMPOSITE
 
 __all__ = ["bind", "Table"]
@@ -44,9 +44,36 @@ def bind(be) -> None:
                 kernel, source = _missing_kernel(spec.name, be.name), "missing"
         be.sources[spec.name] = source
         setattr(table, spec.name, prepare(spec, kernel, be))
+    check_grad_kernels(be)
     be.table = table
     be.traced_table = None
     be.fresh_table_hook(table)
+
+
+def check_grad_kernels(be) -> None:
+    """A backend's gradient kernels stand in for the spec's gradient rules of their ops, with
+    the calling convention of the spec's ``grad_partial``: each must name a differentiable
+    op whose spec declares a rule (the rule it is checked against), on a backend that
+    uses unidl's engine.
+
+    Raises:
+        BackendError: naming the backend and the op.
+    """
+    from unidl.spec.core import get_spec
+
+    for name in be.grad_kernels:
+        try:
+            spec = get_spec(name)
+        except KeyError:
+            raise BackendError(f"backend {be.name!r} registers a gradient kernel for "
+                               f"{name!r}, which is not an op of the spec") from None
+        if not spec.differentiable or spec.grad is None:
+            raise BackendError(f"backend {be.name!r} registers a gradient kernel for "
+                               f"{name!r}, whose spec declares no gradient rule")
+    if be.grad_kernels and be.native_autodiff:
+        raise BackendError(f"backend {be.name!r} has native autodiff: its gradient kernels "
+                           f"({', '.join(be.grad_kernels)}) would never run (they are for "
+                           "unidl's own engine)")
 
 
 def _missing_kernel(op: str, backend: str):

@@ -518,6 +518,10 @@ def _conv_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate, 
     return conv_grads(g, x, kernel, strides, padding, data_format, dilation_rate, groups, bias)
 
 
+def _conv_grad_partial(slots, g, out, x, *args):
+    return conv_grads(g, x, *args, slots=slots)
+
+
 # ---- samples ------------------------------------------------------------------------------
 def _r(rng, shape, low=-1.0, high=1.0):
     return rng.uniform(low, high, size=shape)
@@ -618,8 +622,8 @@ _CONV_SIG = ("x, kernel, strides=1, padding='valid', data_format='channels_last'
 
 defop("conv1d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
       shape_rule=_conv_rule(1, "convolution"), reference=_conv_reference(1, "convolution"),
-      grad=_conv_grad, samples=_conv_samples(_CONV1D_CASES), dtypes=FLOATS, tol="contraction",
-      export={"onnx": "Conv"},
+      grad=_conv_grad, grad_partial=_conv_grad_partial, samples=_conv_samples(_CONV1D_CASES),
+      dtypes=FLOATS, tol="contraction", export={"onnx": "Conv"},
       doc="""1-D convolution (cross-correlation, as in every framework).
 
       ``x`` is ``(batch, width, channels)`` (``channels_first``: ``(batch, channels, width)``),
@@ -631,8 +635,8 @@ defop("conv1d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
 
 defop("conv2d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
       shape_rule=_conv_rule(2, "convolution"), reference=_conv_reference(2, "convolution"),
-      grad=_conv_grad, samples=_conv_samples(_CONV2D_CASES), dtypes=FLOATS, tol="contraction",
-      export={"onnx": "Conv"},
+      grad=_conv_grad, grad_partial=_conv_grad_partial, samples=_conv_samples(_CONV2D_CASES),
+      dtypes=FLOATS, tol="contraction", export={"onnx": "Conv"},
       doc="""2-D convolution (cross-correlation, as in every framework).
 
       ``x`` is ``(batch, height, width, channels)`` (``channels_first``:

@@ -71,7 +71,18 @@ class Sample:
 
 @dataclass
 class OpSpec:
-    """Everything unidl knows about one op. See the module docstring."""
+    """Everything unidl knows about one op. See the module docstring.
+
+    The gradient lives here, and only here: ``grad(g, out, *args)`` returns one cotangent
+    per tensor input (written in unidl ops, so it is differentiable again);
+    ``grad_partial(slots, g, out, *args)``, optional, computes only the cotangents of the
+    inputs in ``slots`` (the others None; None for the whole result to fall back on
+    ``grad``) for the common case where not every input is differentiated. A backend that
+    uses unidl's engine may register a native gradient kernel for an op in
+    ``Backend.grad_kernels``, with ``grad_partial``'s calling convention; binding checks
+    that the op declares a rule, and the conformance suite's gradient check compares the
+    kernel with this rule.
+    """
 
     name: str
     signature: inspect.Signature
@@ -85,6 +96,7 @@ class OpSpec:
     reference: Callable | None = None
     impl: Callable | None = None
     grad: Callable | None = None
+    grad_partial: Callable | None = None
     differentiable: bool = True
     samples: Callable | None = None
     dtypes: tuple[str, ...] = _dt.FLOAT_DTYPES

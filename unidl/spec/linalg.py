@@ -82,11 +82,20 @@ def _matrix_transpose(x):
     return ops.einsum("...ij->...ji", x)
 
 
+def _matmul_grad_partial(slots, g, out, x, y):
+    """The cotangents of the inputs in ``slots`` only (the others None) when both operands
+    are matrices or batches of them; else None (the full rule handles vectors)."""
+    if len(_shape(x)) < 2 or len(_shape(y)) < 2:
+        return None
+    # broadcast-shaped gradients; the engine sums them back over the batch axes
+    return (ops.matmul(g, _matrix_transpose(y)) if 0 in slots else None,
+            ops.matmul(_matrix_transpose(x), g) if 1 in slots else None)
+
+
 def _matmul_grad(g, out, x, y):
     nx, ny = len(_shape(x)), len(_shape(y))
     if nx >= 2 and ny >= 2:
-        # broadcast-shaped gradients; the engine sums them back over the batch axes
-        return ops.matmul(g, _matrix_transpose(y)), ops.matmul(_matrix_transpose(x), g)
+        return _matmul_grad_partial((0, 1), g, out, x, y)
     if nx == 1 and ny == 1:
         return ops.multiply(g, y), ops.multiply(g, x)
     if nx == 1:  # x (k,), y (B.., k, n), g (B.., n)
@@ -108,8 +117,8 @@ def _matmul_samples(dtype, rng):
 
 
 defop("matmul", "x, y", tensors="x, y", shape_rule=_matmul_shape, reference=np.matmul,
-      grad=_matmul_grad, samples=_matmul_samples, dtypes=FLOATS + LINALG_INT_DTYPES,
-      tol="contraction", export={"onnx": "MatMul"},
+      grad=_matmul_grad, grad_partial=_matmul_grad_partial, samples=_matmul_samples,
+      dtypes=FLOATS + LINALG_INT_DTYPES, tol="contraction", export={"onnx": "MatMul"},
       doc="""Matrix product with NumPy's rules: batch axes broadcast, 1-D operands are vectors.
 
       Example: ``matmul(x, w)`` with ``x`` of shape ``(batch, in)`` and ``w`` of shape
@@ -159,6 +168,10 @@ def _dense_grad(g, out, x, kernel, bias=None):
     return dense_grads(g, x, kernel, bias)
 
 
+def _dense_grad_partial(slots, g, out, x, kernel, bias=None):
+    return dense_grads(g, x, kernel, bias, slots=slots)
+
+
 def _dense_samples(dtype, rng):
     def r(shape):
         return S.rand(rng, shape, dtype)
@@ -174,6 +187,7 @@ def _dense_samples(dtype, rng):
 
 defop("dense", "x, kernel, bias=None", tensors="x, kernel, bias", kind=COMPOSITE,
       impl=_dense_impl, shape_rule=_dense_shape, reference=_np_dense, grad=_dense_grad,
+      grad_partial=_dense_grad_partial,
       samples=_dense_samples, dtypes=FLOATS, tol="contraction", export={"onnx": "Gemm"},
       doc="""The affine map of a Dense layer: ``matmul(x, kernel) + bias``.
 
