@@ -103,7 +103,9 @@ def _cmd_ops(args) -> int:
     from unidl.spec import all_specs
 
     for spec in all_specs():
-        print(f"{spec.name}({spec.signature_source()})  [{spec.kind}]")
+        onnx = spec.export.get("onnx")
+        print(f"{spec.name}({spec.signature_source()})  [{spec.kind}"
+              f"{', onnx: ' + onnx if onnx else ''}]")
     return 0
 
 
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print only matrix rows with a failure or known failure")
     c.set_defaults(func=_cmd_conformance)
 
-    o = sub.add_parser("ops", help="list every op of the spec")
+    o = sub.add_parser("ops", help="list every op of the spec (signature, kind, ONNX name)")
     o.set_defaults(func=_cmd_ops)
     return p
 

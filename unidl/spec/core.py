@@ -58,15 +58,13 @@ class Sample:
         args: positional arguments (canonical order).
         name: a short label shown in reports.
         grad: whether this sample is used for gradient checks.
-        cast: whether floating tensor arguments are cast to the dtype under test (``False``
-            keeps e.g. integer index arrays or labels as they are).
+        keep: positions never cast to the dtype under test (integer indices, labels).
     """
 
     args: tuple
     name: str = ""
     grad: bool = True
-    nan_ok: bool = False
-    keep: tuple[int, ...] = ()  # positions never cast to the dtype under test (indices, labels)
+    keep: tuple[int, ...] = ()
 
 
 @dataclass
@@ -102,7 +100,6 @@ class OpSpec:
     dtypes: tuple[str, ...] = _dt.FLOAT_DTYPES
     tol: str = "elementwise"
     doc: str = ""
-    multi_output: bool = False
     export: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):

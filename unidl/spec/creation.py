@@ -325,8 +325,7 @@ def _cast_samples(dtype, rng):
         out.append(Sample((S.rand(rng, (0, 2), dtype), t), name=f"empty_to_{t}", grad=False))
     if _dt.is_float(dtype):
         for t in FLOATS:
-            out.append(Sample((S.SPECIALS.copy(), t), name=f"nan_inf_to_{t}", grad=False,
-                              nan_ok=True))
+            out.append(Sample((S.SPECIALS.copy(), t), name=f"nan_inf_to_{t}", grad=False))
         out.append(Sample((S.SPECIALS.copy(), "bool"), name="nan_inf_to_bool", grad=False))
     return out
 

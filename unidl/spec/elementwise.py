@@ -58,7 +58,7 @@ def _int_grid(low, high):
         if _is_float(dtype):
             a = np.repeat(S.SPECIALS, len(S.SPECIALS))
             b = np.tile(S.SPECIALS, len(S.SPECIALS))
-            out.append(Sample((a, b), name="nan_inf", grad=False, nan_ok=True))
+            out.append(Sample((a, b), name="nan_inf", grad=False))
         return out
 
     return gen
@@ -128,7 +128,7 @@ def _floor_samples(dtype, rng):
         # IEEE special values: the NumPy results (e.g. inf // 2 is nan, -1 // inf is -1)
         a = np.repeat(S.SPECIALS, len(S.SPECIALS))
         b = np.tile(S.SPECIALS, len(S.SPECIALS))
-        out.append(Sample((a, b), name="nan_inf", grad=False, nan_ok=True))
+        out.append(Sample((a, b), name="nan_inf", grad=False))
     else:
         for sx, sy in S.BINARY_SHAPES:
             x = S.rand(rng, sx, dtype, -20, 20)
@@ -327,7 +327,7 @@ def _clip_samples(dtype, rng):
     out.append(Sample((S.rand(rng, (2, 1, 4), dtype), lo, hi), name="broadcast_bounds"))
     if _is_float(dtype):
         out.append(Sample((S.SPECIALS.copy(), np.array(-1.0), np.array(2.0)), name="nan_inf",
-                          grad=False, nan_ok=True))
+                          grad=False))
     return out
 
 
@@ -353,7 +353,7 @@ def _where_samples(dtype, rng):
     if _is_float(dtype):
         c = np.arange(len(S.SPECIALS)) % 2 == 0
         out.append(Sample((c, S.SPECIALS.copy(), S.SPECIALS[::-1].copy()), keep=(0,),
-                          name="nan_inf", grad=False, nan_ok=True))
+                          name="nan_inf", grad=False))
     return out
 
 

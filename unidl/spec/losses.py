@@ -351,7 +351,7 @@ def _mse_samples(dtype, rng):
         out.append(Sample((rng.uniform(-3, 3, st), rng.uniform(-3, 3, sp)), name=f"{st}x{sp}",
                           grad=0 not in sp))
     specials = np.array([[np.nan, 1.0], [np.inf, 2.0], [0.0, 1.0]])
-    out.append(Sample((np.ones((3, 2)), specials), name="nan_inf", grad=False, nan_ok=True))
+    out.append(Sample((np.ones((3, 2)), specials), name="nan_inf", grad=False))
     return out
 
 

@@ -256,9 +256,8 @@ def _softmax_samples(dtype, rng):
         Sample((np.array([[1e4, 0.0, -1e4], [1e4, 1e4 - 1.0, 0.0], [-1e4, -1e4, -1e4 + 2.0]]),
                 -1), name="large_logits"),
         Sample((np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, -np.inf]]), -1), name="-inf",
-               grad=False, nan_ok=True),
-        Sample((np.array([[np.nan, 0.0, 1.0], [1.0, 2.0, 3.0]]), -1), name="nan", grad=False,
-               nan_ok=True),
+               grad=False),
+        Sample((np.array([[np.nan, 0.0, 1.0], [1.0, 2.0, 3.0]]), -1), name="nan", grad=False),
         Sample((r((0, 3)), -1), name="empty_rows", grad=False),
         Sample((r((3, 0)), -1), name="empty_axis", grad=False),
     ]

@@ -87,8 +87,7 @@ def _with_specials(gen, extra=()):
                              [-np.inf, 1.0, 0.0, 3.0],
                              [np.inf, -np.inf, 1.0, 2.0],
                              [1.0, 2.0, np.nan, np.inf]])
-            out.append(Sample((rows, -1, False, *extra), name="nan_inf", grad=False,
-                              nan_ok=True))
+            out.append(Sample((rows, -1, False, *extra), name="nan_inf", grad=False))
         return out
 
     return samples
@@ -335,8 +334,8 @@ def _arg_samples(dtype, rng):
     if _dt.is_float(dtype):
         nan = np.array([[1.0, np.nan, 3.0, np.nan], [np.inf, np.nan, -np.inf, 0.0],
                         [-np.inf, 1.0, np.inf, np.inf], [2.0, 1.0, 0.0, -1.0]])
-        out.append(Sample((nan, -1, False), name="nan_inf", nan_ok=True))
-        out.append(Sample((nan, None, False), name="nan_flat", nan_ok=True))
+        out.append(Sample((nan, -1, False), name="nan_inf"))
+        out.append(Sample((nan, None, False), name="nan_flat"))
     return out
 
 
@@ -426,7 +425,7 @@ def _cumsum_samples(dtype, rng):
     out.append(Sample((S.rand(rng, (2, 0), dtype), None), name="empty_flat", grad=False))
     if _dt.is_float(dtype):
         out.append(Sample((np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, -np.inf]]), -1),
-                          name="nan_inf", grad=False, nan_ok=True))
+                          name="nan_inf", grad=False))
     return out
 
 

@@ -227,7 +227,7 @@ def _lstm_samples(dtype, rng):
 defop("lstm", "x, h0, c0, kernel, recurrent_kernel, bias=None", kind=COMPOSITE,
       impl=_lstm_impl, tensors="x, h0, c0, kernel, recurrent_kernel, bias", float_inputs=True,
       shape_rule=lstm_shapes, reference=_np_lstm, grad=_lstm_grad, samples=_lstm_samples,
-      dtypes=FLOATS, tol="contraction", multi_output=True, export={"onnx": "LSTM"},
+      dtypes=FLOATS, tol="contraction", export={"onnx": "LSTM"},
       doc="""A Keras LSTM run over every time step: ``(outputs, h, c)``.
 
       ``x`` (batch, time, features) with at least one step; ``h0``, ``c0`` (batch, units);

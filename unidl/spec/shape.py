@@ -414,7 +414,7 @@ def _split_samples(dtype, rng):
 
 
 defop("split", "x, indices_or_sections, axis=0", shape_rule=_split_rule, reference=_split_ref,
-      grad=_split_grad, samples=_split_samples, dtypes=ALL, tol="exact", multi_output=True,
+      grad=_split_grad, samples=_split_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Split"},
       doc="""Split ``x`` along ``axis`` into a list of tensors, as ``numpy.split``: an int
       gives that many equal sections (it must divide the axis); a list of indices gives the
@@ -854,13 +854,13 @@ def _top_k_samples(dtype, rng):
     if _dt.is_float(dtype):
         out.append(Sample((np.array([[1.0, np.nan, 3.0, np.nan, -np.inf],
                                      [np.inf, 0.0, -1.0, np.inf, 2.0]]), 3, True),
-                          name="nan_inf", grad=False, nan_ok=True))
+                          name="nan_inf", grad=False))
     return out
 
 
 defop("top_k", "x, k, sorted=True", shape_rule=_top_k_rule, reference=_top_k_ref,
       dtype_rule=lambda x, k, sorted=True: [x, _dt.INDEX_DTYPE], grad=_top_k_grad,
-      samples=_top_k_samples, dtypes=ALL, tol="exact", multi_output=True,
+      samples=_top_k_samples, dtypes=ALL, tol="exact",
       export={"onnx": "TopK"},
       doc="""The ``k`` largest entries along the last axis: ``[values, indices]`` (indices
       int64), largest first. Equal values keep index order (lower index first); NaN counts
@@ -898,7 +898,7 @@ def _sort_samples(dtype, rng):
     if _dt.is_float(dtype):
         out.append(Sample((np.array([[np.nan, 1.0, -np.inf, np.inf, 0.0, np.nan],
                                      [2.0, np.inf, np.nan, -1.0, np.inf, -np.inf]]), -1),
-                          name="nan_inf", grad=False, nan_ok=True))
+                          name="nan_inf", grad=False))
     return out
 
 
