@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import unidl
 from tests.conftest import BACKENDS, ROOT
 from unidl.cli import main
 from unidl.tolerances import tolerance
@@ -51,10 +52,18 @@ def test_reports_and_exit_status_when_clean(tmp_path, capsys):
                       "--report", str(json_path), "--report", str(md_path))
     out = capsys.readouterr().out
     assert rc == 0, out
-    # the terminal matrix: one row per case, one column per backend/device/dtype
-    assert re.search(r"^forward:add\s+\d\.\d\d\s+\d\.\d\d\s*$", out, re.M), out
-    assert "numpy/cpu/f32" in out and "numpy/cpu/f64" in out
-    assert "0 fail" in out
+    lines = [ln for ln in out.splitlines() if not ln.startswith("report written to ")]
+    assert max(len(line) for line in lines) <= 100  # (a report's path is never wrapped)
+    # no failures to list; a summary of the backend: one row per dtype, then the totals
+    assert "Unexpected failures" not in out
+    assert re.search(r"^numpy \S+, the reference; devices: cpu$", out, re.M), out
+    for dtype in ("float32", "float64"):
+        assert re.search(rf"^  {dtype}\s+(\d+)\s+\1\s+0\s+0\s+0\s+0\s+\d\.\d\d$", out, re.M)
+    assert re.search(r"^\d+ cases in \d+\.\ds: \d+ pass, 0 fail, 0 error, 0 known, 0 xpass$",
+                     out, re.M), out
+    assert out.rstrip().splitlines()[-3:] == [f"report written to {p}"
+                                              for p in (html_path, json_path, md_path)]
+    assert "forward:add" not in out  # the matrix is in the reports only
 
     data = json.loads(json_path.read_text())
     assert data["ran"] == {"backends": ["numpy"], "devices": ["numpy/cpu"],
@@ -81,7 +90,29 @@ def test_reports_and_exit_status_when_clean(tmp_path, capsys):
 
     md = md_path.read_text()
     assert md.startswith("# unidl conformance report")
-    assert "| numpy/cpu/float32 |" in md and "**0** fail" in md
+    assert "**0** fail" in md and "## Unexpected failures (0)\n\nNone." in md
+    assert "| float32 |" in md and "| case | numpy/cpu/float32 | numpy/cpu/float64 |" in md
+
+
+def test_matrix_flag_prints_the_matrix(capsys):
+    args = ("--backend", "numpy", "--check", "forward", "-k", "add,matmul", "--dtype",
+            "float32,float64")
+    assert _conformance(*args, "--matrix") == 0
+    out = capsys.readouterr().out
+    # one row per case, one column per backend/device/dtype, before the summary
+    assert re.search(r"^\s+numpy/cpu/f32\s+numpy/cpu/f64$", out, re.M), out
+    assert re.search(r"^forward:add\s+\d\.\d\d\s+\d\.\d\d$", out, re.M), out
+    assert out.index("forward:add") < out.index("Backends")
+    assert _conformance(*args, "--matrix", "--only-problems") == 0
+    out = capsys.readouterr().out
+    assert "forward:add" not in out and "Backends" not in out  # no problem row, no summary
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"unidl {unidl.__version__}\n"
 
 
 def test_exit_status_1_when_a_case_fails(installed, tmp_path, capsys):
@@ -93,13 +124,19 @@ def test_exit_status_1_when_a_case_fails(installed, tmp_path, capsys):
                       "--report", str(html_path))
     out = capsys.readouterr().out
     assert rc == 1
+    assert max(len(line) for line in out.splitlines()) <= 100
     assert "FAILED forward softmax on overflowing/cpu/float32: softmax[large_logits]" in out
+    # failures first, then the backend summary and the totals
+    assert out.index("Unexpected failures (1):") < out.index("Backends") \
+        < out.index("cases in")
     data = json.loads(json_path.read_text())
+    n = len(data["results"])
+    assert re.search(rf"^  float32\s+{n}\s+{n - 1}\s+1\s+0\s+0\s+0\s", out, re.M), out
     failed = [(r["check"], r["case"], r["backend"]) for r in data["results"]
               if r["status"] == "fail"]
     assert failed == [("forward", "softmax", "overflowing")]
-    assert "## Failures" in md_path.read_text()
-    assert "<h2>Failures</h2>" in html_path.read_text()
+    assert "## Unexpected failures (1)" in md_path.read_text()
+    assert "<h2>Unexpected failures (1)</h2>" in html_path.read_text()
     assert "class='fail'" in html_path.read_text()
 
 
@@ -129,7 +166,15 @@ def test_known_failures_are_reported_and_do_not_fail_the_run(installed, tmp_path
     assert statuses[("add", "float32")] == "pass"
     assert "NumPy has no bfloat16" in next(r["reason"] for r in results if r["dtype"] == "bfloat16")
     out = capsys.readouterr().out
-    assert " kf " in out or out.count("kf") >= 1
+    n_known = sum(r["status"] == "known" for r in results)
+    assert f"{n_known} known" in out
+    assert re.search(rf"^  example \({n_known} cases?: forward; bfloat16\): NumPy has no "
+                     "bfloat16", out, re.M), out
+    assert _conformance("--backend", "example", "--check", "forward", "-k", "add",
+                        "--dtype", "float32,bfloat16", "--only-problems") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  kf forward:add example/cpu/bfloat16: NumPy has no bfloat16", out, re.M)
+    assert "Backends" not in out
 
 
 @pytest.mark.skipif("torch" not in BACKENDS, reason="torch is not installed")
@@ -172,7 +217,12 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert _conformance("--backend", "numpy", "--report", str(tmp_path / "r.txt")) == 2
     assert "unknown report format" in capsys.readouterr().err
     assert not (tmp_path / "r.txt").exists()
+    # a report that cannot be written is an error, not a traceback
+    assert _conformance("--backend", "numpy", "--check", "forward", "-k", "[a]dd", "--report",
+                        str(tmp_path / "no" / "such" / "dir" / "r.json")) == 2
+    assert "cannot write report" in capsys.readouterr().err
     for args, says in ((["--check", "forward,nope"], "unknown check 'nope'"),
+                       (["--reference", "nope"], "unknown reference backend 'nope'"),
                        (["--dtype", "f32"], "unknown dtype 'f32'"),
                        (["--device", "cuda:7"], "no selected backend has device 'cuda:7'"),
                        (["--check", "forward", "-k", "no_such_op"], "no conformance case")):

@@ -58,6 +58,36 @@ def _check_selection(args) -> str | None:
     return None
 
 
+def _usage_problem(args) -> str | None:
+    """Why the options of ``unidl conformance`` are unusable (before anything runs), or None."""
+    import os
+
+    from unidl.backend.registry import list_backends
+    from unidl_conformance.reference import reference_problem
+
+    for path in args.report or []:
+        if os.path.splitext(path)[1].lower() not in (".json", ".md", ".markdown", ".html",
+                                                     ".htm"):
+            return f"unknown report format {path!r}; use .json, .md or .html"
+    if args.backend:
+        known = {b.name: b for b in list_backends(load=False)}
+        for name in _split(args.backend):
+            if name not in known:
+                return f"unknown backend {name!r}; installed: {', '.join(sorted(known))}"
+    return reference_problem(args.reference) or _check_selection(args)
+
+
+def _terminal_width() -> int:
+    """100 columns, or fewer on a narrower terminal (never under 60)."""
+    import shutil
+
+    from unidl_conformance.terminal import WIDTH
+
+    if not sys.stdout.isatty():
+        return WIDTH
+    return max(60, min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns))
+
+
 def _cmd_conformance(args) -> int:
     try:
         from unidl_conformance.report import render_text, write_report
@@ -65,37 +95,27 @@ def _cmd_conformance(args) -> int:
     except ImportError as exc:  # pragma: no cover - the suite ships with unidl
         print(f"unidl: the conformance suite is not installed ({exc})", file=sys.stderr)
         return 2
-    import os
-
-    from unidl.backend.registry import list_backends
-
-    for path in args.report or []:
-        if os.path.splitext(path)[1].lower() not in (".json", ".md", ".markdown", ".html",
-                                                     ".htm"):
-            print(f"unidl: unknown report format {path!r}; use .json, .md or .html",
-                  file=sys.stderr)
-            return 2
-    if args.backend:
-        known = {b.name: b for b in list_backends(load=False)}
-        for name in _split(args.backend):
-            if name not in known:
-                print(f"unidl: unknown backend {name!r}; installed: {', '.join(sorted(known))}",
-                      file=sys.stderr)
-                return 2
-    problem = _check_selection(args)
+    problem = _usage_problem(args)
     if problem:
         print(f"unidl: {problem}", file=sys.stderr)
         return 2
     result = run(backends=_split(args.backend), devices=_split(args.device),
                  dtypes=_split(args.dtype), checks=_split(args.check), pattern=args.k,
-                 quick=args.quick, fail_fast=args.fail_fast, progress=not args.no_progress)
+                 quick=args.quick, fail_fast=args.fail_fast, progress=not args.no_progress,
+                 reference=args.reference)
     if not result.results:
         print("unidl: no conformance case matches the selection", file=sys.stderr)
         return 2
-    print(render_text(result, only_problems=args.only_problems))
+    width = _terminal_width()
+    print(render_text(result, only_problems=args.only_problems, width=width,
+                      show_matrix=args.matrix))
     for path in args.report or []:
-        write_report(result, path)
-        print(f"report written to {path}")
+        try:
+            write_report(result, path)
+        except OSError as exc:
+            print(f"unidl: cannot write report {path!r}: {exc}", file=sys.stderr)
+            return 2
+        print(f"report written to {path}")  # (a path is never wrapped: it is copied)
     return 1 if result.failed else 0
 
 
@@ -110,14 +130,29 @@ def _cmd_ops(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from unidl import __version__
+
     p = argparse.ArgumentParser(prog="unidl", description=__doc__)
+    p.add_argument("--version", action="version", version=f"unidl {__version__}",
+                   help="print the version of unidl and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("backends", help="list discovered backends with version and devices")
     b.add_argument("--no-load", action="store_true", help="do not import the frameworks")
     b.set_defaults(func=_cmd_backends)
 
-    c = sub.add_parser("conformance", help="check backends against the spec and each other")
+    try:
+        from unidl_conformance.reference import DEFAULT_REFERENCE, ENV_VAR
+    except ImportError:  # pragma: no cover - the suite ships with unidl
+        DEFAULT_REFERENCE, ENV_VAR = "?", "UNIDL_CONFORMANCE_REFERENCE"
+    c = sub.add_parser(
+        "conformance", help="check backends against the spec and each other",
+        description="Run the conformance suite. Prints, within 100 columns, the unexpected "
+                    "failures with their messages, a summary per backend (version, devices, "
+                    "counts per dtype, worst error / tolerance), the known failures by reason "
+                    "and the totals; the full matrix is in the reports (or --matrix). Exit "
+                    "status: 0 when nothing failed unexpectedly, 1 otherwise, 2 for a usage "
+                    "error.")
     c.add_argument("--backend", action="append", help="backend(s) to check (default: all)")
     c.add_argument("--device", action="append", help="device(s) (default: all of each backend)")
     c.add_argument("--dtype", action="append", help="dtype(s) (default: all)")
@@ -131,8 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float32 on each backend's default device only")
     c.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     c.add_argument("--no-progress", action="store_true", help="no progress output")
+    c.add_argument("--reference", metavar="NAME",
+                   help="the reference backend layers, gradients and training runs are "
+                        f"compared with (default: ${ENV_VAR}, else {DEFAULT_REFERENCE})")
     c.add_argument("--only-problems", action="store_true",
-                   help="print only matrix rows with a failure or known failure")
+                   help="list the failures and one line per known failure, without the "
+                        "per-backend summary (with --matrix: only the matrix rows with a "
+                        "failure or known failure)")
+    c.add_argument("--matrix", action="store_true",
+                   help="also print the full matrix (one column per backend/device/dtype; "
+                        "wider than the terminal); it is always in the reports")
     c.set_defaults(func=_cmd_conformance)
 
     o = sub.add_parser("ops", help="list every op of the spec (signature, kind, ONNX name)")

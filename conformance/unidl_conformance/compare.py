@@ -27,6 +27,11 @@ def _as_float64(a):
     return a
 
 
+def _plain(v):
+    """A NumPy scalar as the Python number it holds (``nan``, not ``np.float64(nan)``)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def compare(actual, expected, rtol: float, atol: float, nan_ok: bool = True) -> Comparison:
     """Compare arrays elementwise: ``|a - e| <= atol + rtol * |e|``, NaNs and infs must match.
 
@@ -64,6 +69,6 @@ def compare(actual, expected, rtol: float, atol: float, nan_ok: bool = True) -> 
         else:
             idx = np.unravel_index(int(np.argmax(ratio_arr)), a.shape)
         idx = tuple(int(i) for i in idx)
-        msg = (f"mismatch at {idx}: got {a[idx]!r}, expected {e[idx]!r} "
+        msg = (f"mismatch at {idx}: got {_plain(a[idx])!r}, expected {_plain(e[idx])!r} "
                f"(rtol={rtol}, atol={atol})")
     return Comparison(ok, float(diff.max()), float(rel.max()), ratio, msg)

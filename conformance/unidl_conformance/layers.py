@@ -1,10 +1,12 @@
 """Layer conformance: every layer's forward pass and gradients (w.r.t. inputs and weights) on
-a backend/device/dtype, against the same layer on the NumPy backend in float64.
+a backend/device/dtype, against the same layer on the reference backend (NumPy unless
+:mod:`unidl_conformance.reference` says otherwise) in float64.
 
 The weights are drawn once on the host (``unidl.random.set_seed``) and copied, so both sides
 compute with identical parameters. Where a layer has an independent formula-level reference
-(Conv2D, LSTM, GRU, BatchNormalization, MultiHeadAttention: ``formulas.py``), the float64
-NumPy result is also checked against it.
+(Conv2D, LSTM, GRU, BatchNormalization, MultiHeadAttention: ``formulas.py``), the reference
+backend's float64 result is also checked against it (in the reference backend's own float64
+case).
 
 Tolerances: forward by the ``contraction`` row of :data:`unidl.tolerances.TOLERANCES` for the
 dtype (layers are built from matmul/conv), gradients by ``GRAD_TOLERANCES``.
@@ -21,6 +23,7 @@ from unidl import ops
 from unidl.tolerances import GRAD_TOLERANCES, tolerance
 from unidl_conformance.cases import Case, Result, case_seed
 from unidl_conformance.compare import compare
+from unidl_conformance.reference import reference_backend, reference_device
 
 __all__ = ["LayerCase", "LAYER_CASES", "layer_cases", "run_layer", "LAYER_DTYPES"]
 
@@ -164,7 +167,41 @@ def _run_side(lc: LayerCase, backend, device, dtype, xs_np, weights, cts_np, see
         return ops.to_numpy(outs), grads, w_np, out
 
 
+def _output_shape(lc: LayerCase, xs_np, seed):
+    """The shape of the layer's output, computed on the reference backend in float64."""
+    with unidl.use_backend(reference_backend()), unidl.device(reference_device()):
+        unidl.random.set_seed(seed)
+        probe = lc.make()
+        probe.dtype = "float64"
+        return ops.shape(_call(probe, lc, [ops.convert_to_tensor(
+            x, None if lc.int_input else "float64") for x in xs_np]))
+
+
+def _run_both(lc: LayerCase, case: Case, xs_np, rng, seed):
+    """``(y, grads, weights)`` on the case's backend and ``(y64, grads64)`` on the reference
+    backend in float64, from the same weights, inputs and cotangents (rounded to the case's
+    dtype)."""
+    ref, ref_dev = reference_backend(), reference_device()
+    if not lc.grad:
+        y64, _, _, _ = _run_side(lc, ref, ref_dev, "float64", xs_np, None, None, seed)
+        y, g, w, _ = _run_side(lc, case.backend, case.device, case.dtype, xs_np, None, None,
+                               seed)
+        return (y, g, w), (y64, [])
+    cts = rng.standard_normal(_output_shape(lc, xs_np, seed))
+    y, g, w, _ = _run_side(lc, case.backend, case.device, case.dtype, xs_np, None,
+                           cts.astype(case.dtype), seed)
+    xs_ref = xs_np if lc.int_input else [np.asarray(x, case.dtype).astype(np.float64)
+                                         for x in xs_np]
+    y64, g64, _, _ = _run_side(lc, ref, ref_dev, "float64", xs_ref,
+                               [np.asarray(a, np.float64) for a in w],
+                               cts.astype(case.dtype).astype(np.float64), seed)
+    return (y, g, w), (y64, g64)
+
+
 def run_layer(case: Case) -> Result:
+    """Compare the layer's output and gradients on ``case``'s backend with the reference
+    backend's float64 ones (and, in the reference's own float64 case, the reference with the
+    layer's independent formula)."""
     lc = {c.name: c for c in all_layer_cases()}[case.target]
     seed = case_seed("layer", case.target)
     rng = np.random.default_rng(seed)
@@ -172,40 +209,19 @@ def run_layer(case: Case) -> Result:
     rtol, atol = tolerance(case.dtype, "contraction")
     grtol, gatol = GRAD_TOLERANCES[case.dtype]
     result = Result(case, "pass", seed=seed, rtol=rtol, atol=atol)
+    ref = reference_backend()
     try:
-        # shape of the output, for the cotangent (numpy, float64)
-        y64, _, w64, _ = _run_side(lc, "numpy", "cpu", "float64", xs_np, None, None, seed) \
-            if not lc.grad else (None, None, None, None)
-        if lc.grad:
-            with unidl.use_backend("numpy"):
-                unidl.random.set_seed(seed)
-                probe = lc.make()
-                probe.dtype = "float64"
-                shape = ops.shape(_call(probe, lc, [ops.convert_to_tensor(
-                    x, None if lc.int_input else "float64") for x in xs_np]))
-            cts = rng.standard_normal(shape)
-            y, g, w, _ = _run_side(lc, case.backend, case.device, case.dtype, xs_np, None,
-                                   cts.astype(case.dtype), seed)
-            xs_ref = xs_np if lc.int_input else [np.asarray(x, case.dtype).astype(np.float64)
-                                                 for x in xs_np]
-            y64, g64, _, _ = _run_side(lc, "numpy", "cpu", "float64", xs_ref,
-                                       [np.asarray(a, np.float64) for a in w],
-                                       cts.astype(case.dtype).astype(np.float64), seed)
-        else:
-            y, g, w, _ = _run_side(lc, case.backend, case.device, case.dtype, xs_np, None,
-                                   None, seed)
-            g64 = []
+        (y, g, w), (y64, g64) = _run_both(lc, case, xs_np, rng, seed)
     except Exception as exc:
         result.status = "fail"
         result.message = f"{case.target}: raised {type(exc).__name__}: {exc}"
         return result
-    if lc.name == "Dropout":  # inference: identity; training masks are backend RNG
-        pass
+    # Dropout runs in inference mode here (identity); training masks are backend RNG
     cmp = compare(y, y64, rtol, atol)
     result.ratio, result.max_abs, result.max_rel = cmp.ratio, cmp.max_abs, cmp.max_rel
     if not cmp.ok:
         result.status = "fail"
-        result.message = f"{case.target}: forward differs from NumPy float64: {cmp.message}"
+        result.message = f"{case.target}: forward differs from {ref} float64: {cmp.message}"
         return result
     for k, (a, b) in enumerate(zip(g, g64)):
         cmp = compare(a, b, grtol, gatol)
@@ -213,14 +229,14 @@ def run_layer(case: Case) -> Result:
         if not cmp.ok:
             result.status = "fail"
             what = "input" if k < len(lc.inputs) and not lc.int_input else "weight"
-            result.message = (f"{case.target}: gradient #{k} ({what}) differs from NumPy "
+            result.message = (f"{case.target}: gradient #{k} ({what}) differs from {ref} "
                               f"float64: {cmp.message}")
             return result
-    if lc.formula is not None and case.backend == "numpy" and case.dtype == "float64":
+    if lc.formula is not None and case.backend == ref and case.dtype == "float64":
         expected = lc.formula([np.asarray(a, np.float64) for a in w], xs_np, lc.kwargs)
         cmp = compare(y64, expected, 1e-9, 1e-9)
         if not cmp.ok:
             result.status = "fail"
-            result.message = (f"{case.target}: NumPy float64 forward differs from the "
+            result.message = (f"{case.target}: {ref} float64 forward differs from the "
                               f"independent formula: {cmp.message}")
     return result

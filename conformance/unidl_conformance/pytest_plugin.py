@@ -3,6 +3,8 @@
 Registered through the ``pytest11`` entry point, so an installed unidl lets a plugin author
 run ``pytest --pyargs unidl_conformance --unidl-backend NAME``. Environment variables
 ``UNIDL_CONFORMANCE_BACKENDS``, ``..._DEVICES``, ``..._DTYPES`` (comma separated) do the same.
+``--unidl-reference NAME`` (or ``UNIDL_CONFORMANCE_REFERENCE``) chooses the reference backend
+the others are compared with (see :mod:`unidl_conformance.reference`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import os
 import pytest
 
 from unidl import dtypes as _dt
+from unidl_conformance.reference import DEFAULT_REFERENCE, ENV_VAR
 
 _OPTIONS = {"backends": None, "devices": None, "dtypes": None}
+_SET_REFERENCE = []  # the previous setting, while --unidl-reference is in force
 
 
 def pytest_addoption(parser):
@@ -24,6 +28,9 @@ def pytest_addoption(parser):
                     help="device to check (repeatable; default: every device of the backend)")
     group.addoption("--unidl-dtype", action="append", default=None,
                     help="dtype to check (repeatable; default: every dtype)")
+    group.addoption("--unidl-reference", default=None, metavar="NAME",
+                    help="the reference backend the others are compared with (default: "
+                         f"${ENV_VAR}, else {DEFAULT_REFERENCE})")
 
 
 def pytest_configure(config):
@@ -32,6 +39,22 @@ def pytest_configure(config):
         value = config.getoption(opt, default=None)
         if value:
             _OPTIONS[key] = [v for item in value for v in item.split(",")]
+    name = config.getoption("unidl_reference", default=None)
+    if name:
+        from unidl_conformance.reference import set_reference
+
+        try:
+            _SET_REFERENCE.append(set_reference(name))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--unidl-reference: {exc}") from None
+
+
+def pytest_unconfigure(config):
+    """Put back the reference setting that ``--unidl-reference`` replaced."""
+    if _SET_REFERENCE:
+        from unidl_conformance.reference import set_reference
+
+        set_reference(_SET_REFERENCE.pop())
 
 
 def _env_list(name):
@@ -49,8 +72,12 @@ def selection():
 def case_params(check: str):
     """Every case of ``check`` for the selected backends, devices and dtypes."""
     from unidl_conformance.cases import backend_devices, selected_backends
+    from unidl_conformance.reference import reference_problem
     from unidl_conformance.registry import cases_for
 
+    problem = reference_problem()
+    if problem:
+        raise pytest.UsageError(problem)
     backends, devices, dtypes = selection()
     out = []
     for b in selected_backends(backends):

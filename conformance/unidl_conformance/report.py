@@ -1,4 +1,11 @@
-"""Conformance reports: the terminal matrix, JSON, Markdown and a self-contained HTML page."""
+"""Conformance reports: JSON, Markdown and a self-contained HTML page (and, re-exported from
+:mod:`unidl_conformance.terminal`, the terminal output).
+
+Markdown and HTML open on what needs attention, in this order: the totals, the unexpected
+failures (message, error/tolerance, tolerance, seed), a summary per backend (version, devices,
+counts per dtype, check and device), the known failures grouped by reason, and only then the
+full matrix (one row per case, one column per backend/device/dtype).
+"""
 
 from __future__ import annotations
 
@@ -7,74 +14,32 @@ import json
 import os
 import platform
 import tempfile
-from collections import OrderedDict
 
 from unidl_conformance.runner import Run
+from unidl_conformance.summary import (
+    STATUSES,
+    BackendSummary,
+    backend_summaries,
+    cell,
+    known_groups,
+    matrix,
+    reference_text,
+)
+from unidl_conformance.terminal import render_matrix, render_text
 
-__all__ = ["matrix", "render_text", "write_report", "to_json", "to_markdown", "to_html"]
-
-_SHORT_DT = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64",
-             "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "uint8": "u8",
-             "bool": "bool"}
-
-
-def _column(r) -> str:
-    c = r.case
-    return f"{c.backend}/{c.device}/{c.dtype}"
-
-
-def matrix(run: Run):
-    """``(columns, rows)``: rows map ``check:target`` to ``{column: Result}``."""
-    columns = list(OrderedDict.fromkeys(_column(r) for r in run.results))
-    rows: dict = OrderedDict()
-    for r in run.results:
-        rows.setdefault(f"{r.case.check}:{r.case.target}", {})[_column(r)] = r
-    return columns, rows
-
-
-def _cell(r) -> str:
-    if r is None:
-        return "-"
-    if r.status == "pass":
-        return f"{r.ratio:.2f}" if r.ratio < 10 else "ok"
-    return {"fail": "FAIL", "error": "ERR", "known": "kf", "xpass": "XP"}.get(r.status, r.status)
-
-
-def render_text(run: Run, only_problems: bool = False) -> str:
-    """The matrix as text: each cell is the worst error over its tolerance (<= 1 passes),
-    ``FAIL``, ``ERR``, ``kf`` (known failure), ``XP`` (known failure that passed) or ``-``."""
-    columns, rows = matrix(run)
-    heads = []
-    for col in columns:
-        b, d, t = col.split("/")
-        heads.append(f"{b[:5]}/{d}/{_SHORT_DT.get(t, t)}")
-    name_w = max([len(k) for k in rows] + [10])
-    col_w = [max(len(h), 5) for h in heads]
-    lines = [" " * name_w + "  " + "  ".join(h.rjust(w) for h, w in zip(heads, col_w))]
-    for name, cells in rows.items():
-        if only_problems and all(r.status == "pass" for r in cells.values()):
-            continue
-        lines.append(name.ljust(name_w) + "  " + "  ".join(
-            _cell(cells.get(c)).rjust(w) for c, w in zip(columns, col_w)))
-    counts = run.counts()
-    lines.append("")
-    lines.append(
-        f"{len(run.results)} cases in {run.seconds:.1f}s: " +
-        ", ".join(f"{counts.get(k, 0)} {k}" for k in ("pass", "fail", "error", "known", "xpass")))
-    for r in run.failed:
-        c = r.case
-        lines.append(f"FAILED {c.check} {c.target} on {c.backend}/{c.device}/{c.dtype}: "
-                     f"{r.message}")
-    return "\n".join(lines)
+__all__ = ["matrix", "render_text", "render_matrix", "write_report", "to_json", "to_markdown",
+           "to_html"]
 
 
 def _meta(run: Run) -> dict:
-    return {"backends": run.backends, "seconds": round(run.seconds, 2), "options": run.options,
-            "counts": run.counts(), "python": platform.python_version(),
-            "machine": platform.machine(), "platform": platform.platform()}
+    return {"backends": run.backends, "reference": run.reference,
+            "seconds": round(run.seconds, 2), "options": run.options, "counts": run.counts(),
+            "python": platform.python_version(), "machine": platform.machine(),
+            "platform": platform.platform()}
 
 
 def to_json(run: Run) -> str:
+    """Every result, with the run's metadata (backends, reference, counts, options)."""
     devices = sorted({(r.case.backend, r.case.device) for r in run.results})
     dtypes = sorted({r.case.dtype for r in run.results})
     return json.dumps({**_meta(run), "ran": {"backends": sorted(run.backends),
@@ -83,69 +48,170 @@ def to_json(run: Run) -> str:
                        "results": [r.as_dict() for r in run.results]}, indent=1)
 
 
-def to_markdown(run: Run) -> str:
+# ---- Markdown -------------------------------------------------------------------------------
+def _md(text) -> str:
+    """``text`` safe inside a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _md_table(head: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _tally_row(label: str, t) -> list:
+    return [label, t.total, *(t.counts.get(k, 0) for k in STATUSES),
+            f"{t.worst:.2f}" if t.worst_result is not None else "-"]
+
+
+_TALLY_HEAD = ["cases", *STATUSES, "worst error / tolerance"]
+
+
+def _md_totals(run: Run) -> list[str]:
     counts = run.counts()
-    out = ["# unidl conformance report", ""]
-    out.append(f"{len(run.results)} cases in {run.seconds:.1f} s: " + ", ".join(
-        f"**{counts.get(k, 0)}** {k}" for k in ("pass", "fail", "error", "known", "xpass")))
-    out += ["", "| backend | version | devices |", "|---|---|---|"]
-    for name, info in run.backends.items():
-        out.append(f"| {name} | {info['version']} | {', '.join(info['devices'])} |")
-    out += ["", "## By backend, device and dtype", "",
-            "| backend/device/dtype | pass | fail | known | worst error / tolerance |",
-            "|---|---|---|---|---|"]
-    groups: dict = OrderedDict()
-    for r in run.results:
-        groups.setdefault(_column(r), []).append(r)
-    for col, rs in groups.items():
-        worst = max((r.ratio for r in rs if r.status == "pass"), default=0.0)
-        out.append(f"| {col} | {sum(r.status == 'pass' for r in rs)} | "
-                   f"{sum(r.status in ('fail', 'error') for r in rs)} | "
-                   f"{sum(r.status in ('known', 'xpass') for r in rs)} | {worst:.2f} |")
-    if run.failed:
-        out += ["", "## Failures", ""]
-        for r in run.failed:
-            c = r.case
-            out.append(f"- `{c.check}` **{c.target}** on {c.backend}/{c.device}/{c.dtype}: "
-                       f"{r.message}")
-    known = [r for r in run.results if r.status in ("known", "xpass")]
-    if known:
-        out += ["", "## Known failures", ""]
-        seen = set()
-        for r in known:
-            key = (r.case.backend, r.reason)
-            if key in seen:
-                continue
-            seen.add(key)
-            n = sum(1 for k in known if (k.case.backend, k.reason) == key)
-            out.append(f"- {r.case.backend}: {r.reason} ({n} cases)")
+    line = f"{len(run.results)} cases in {run.seconds:.1f} s: " + ", ".join(
+        f"**{counts.get(k, 0)}** {k}" for k in STATUSES) + "."
+    ref = reference_text(run)
+    if ref:
+        line += f" Reference backend: {ref}."
+    return ["# unidl conformance report", "", line]
+
+
+def _md_failures(run: Run) -> list[str]:
+    out = ["", f"## Unexpected failures ({len(run.failed)})", ""]
+    if not run.failed:
+        return out + ["None."]
+    rows = [[r.case.check, r.case.target, f"{r.case.backend}/{r.case.device}/{r.case.dtype}",
+             r.status, r.message, f"{r.ratio:.3g}", r.rtol, r.atol, r.seed] for r in run.failed]
+    return out + _md_table(["check", "case", "backend/device/dtype", "status", "message",
+                            "error / tolerance", "rtol", "atol", "seed"], rows)
+
+
+def _md_backend(s: BackendSummary) -> list[str]:
+    role = " (the reference backend)" if s.reference else ""
+    out = ["", f"### {_md(s.name)} {_md(s.version)}{role}", "",
+           f"Devices: {_md(', '.join(s.devices) or '-')}"
+           + (f" (reports {_md(', '.join(s.reported_devices))})"
+              if s.reported_devices and s.reported_devices != s.devices else ""), ""]
+    out += _md_table(["dtype", *_TALLY_HEAD],
+                     [_tally_row(k, t) for k, t in s.by_dtype.items()]
+                     + [_tally_row("all", s.total)])
+    out += [""] + _md_table(["check", *_TALLY_HEAD],
+                            [_tally_row(k, t) for k, t in s.by_check.items()])
+    if len(s.by_device) > 1:
+        out += [""] + _md_table(["device", *_TALLY_HEAD],
+                                [_tally_row(k, t) for k, t in s.by_device.items()])
+    return out
+
+
+def _md_known(run: Run) -> list[str]:
+    groups = known_groups(run)
+    if not groups:
+        return []
+    rows = [[g.backend, g.reason or "(no reason given)", len(g.results), g.xpass,
+             ", ".join(g.values("check")), ", ".join(g.values("dtype")),
+             ", ".join(g.values("device"))] for g in groups]
+    return ["", "## Known failures", ""] + _md_table(
+        ["backend", "reason", "cases", "passed anyway", "checks", "dtypes", "devices"], rows)
+
+
+def _md_matrix(run: Run) -> list[str]:
+    columns, rows = matrix(run)
+    out = ["", "## Matrix", "",
+           "Cells: worst error as a fraction of its tolerance (<= 1 passes), FAIL, ERR, "
+           "kf (known failure), XP (known failure that passed), - (no such case).", ""]
+    return out + _md_table(["case", *columns],
+                           [[name, *(cell(cells.get(c)) for c in columns)]
+                            for name, cells in rows.items()])
+
+
+def to_markdown(run: Run) -> str:
+    """The report for a pull request: totals, failures, backends, known failures, matrix."""
+    out = _md_totals(run) + _md_failures(run) + ["", "## Backends"]
+    for s in backend_summaries(run):
+        out += _md_backend(s)
+    out += _md_known(run) + _md_matrix(run)
     return "\n".join(out) + "\n"
 
 
+# ---- HTML -----------------------------------------------------------------------------------
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;
-font-size:12px}th,td{border:1px solid #ccc;padding:2px 5px;text-align:center}th{background:#eee;
-position:sticky;top:0}td.name{text-align:left;font-family:monospace}.pass{background:#c8f0c8}
-.warn{background:#f4f0b0}.fail,.error{background:#f4a0a0;font-weight:bold}.known{background:#d8d8f4}
-.xpass{background:#b0e0f0}.none{color:#aaa}"""
+font-size:12px;margin:.5em 0}th,td{border:1px solid #ccc;padding:2px 5px;text-align:center}
+th{background:#eee;position:sticky;top:0}td.name,td.msg{text-align:left}td.name{font-family:
+monospace}.pass{background:#c8f0c8}.warn{background:#f4f0b0}.fail,.error{background:#f4a0a0;
+font-weight:bold}.known{background:#d8d8f4}.xpass{background:#b0e0f0}.none{color:#aaa}
+.summary{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}"""
 
 
-def to_html(run: Run) -> str:
-    columns, rows = matrix(run)
-    counts = run.counts()
+def _h_table(head: list[str], rows: list[list], classes: list[str] | None = None) -> str:
+    """An HTML table; ``classes`` gives each column's cell class (``msg`` left-aligns)."""
+    classes = classes or [""] * len(head)
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        out.append("<tr>" + "".join(
+            f"<td class='{c}'>{html.escape(str(v))}</td>" if c else
+            f"<td>{html.escape(str(v))}</td>" for v, c in zip(row, classes)) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _h_totals(run: Run) -> list[str]:
     esc = html.escape
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
-             "<title>unidl conformance report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>unidl conformance report</h1>",
-             f"<p>{len(run.results)} cases in {run.seconds:.1f} s: " + ", ".join(
-                 f"<b>{counts.get(k, 0)}</b> {k}" for k in
-                 ("pass", "fail", "error", "known", "xpass")) + "</p>", "<ul>"]
-    for name, info in run.backends.items():
-        parts.append(f"<li>{esc(name)} {esc(info['version'])}: {esc(', '.join(info['devices']))}"
-                     "</li>")
-    parts.append("</ul><p>Cells: worst error as a fraction of its tolerance (&le; 1 passes); "
-                 "hover for details. FAIL: unexpected failure; kf: known failure.</p>")
-    parts.append("<table><tr><th>case</th>" + "".join(f"<th>{esc(c)}</th>" for c in columns) +
-                 "</tr>")
+    counts = run.counts()
+    ref = reference_text(run)
+    return ["<h1>unidl conformance report</h1>",
+            f"<p>{len(run.results)} cases in {run.seconds:.1f} s: " + ", ".join(
+                f"<b>{counts.get(k, 0)}</b> {k}" for k in STATUSES) + "."
+            + (f" Reference backend: {esc(ref)}." if ref else "") + "</p>"]
+
+
+def _h_failures(run: Run) -> list[str]:
+    out = [f"<h2>Unexpected failures ({len(run.failed)})</h2>"]
+    if not run.failed:
+        return out + ["<p>None.</p>"]
+    rows = [[r.case.check, r.case.target, f"{r.case.backend}/{r.case.device}/{r.case.dtype}",
+             r.status, r.message, f"{r.ratio:.3g}", r.rtol, r.atol, r.seed] for r in run.failed]
+    return out + [_h_table(["check", "case", "backend/device/dtype", "status", "message",
+                            "error / tolerance", "rtol", "atol", "seed"], rows,
+                           ["name", "name", "", "fail", "msg", "", "", "", ""])]
+
+
+def _h_backend(s: BackendSummary) -> list[str]:
+    esc = html.escape
+    role = " (the reference backend)" if s.reference else ""
+    devices = ", ".join(s.devices) or "-"
+    if s.reported_devices and s.reported_devices != s.devices:
+        devices += f" (reports {', '.join(s.reported_devices)})"
+    tables = [_h_table(["dtype", *_TALLY_HEAD], [_tally_row(k, t) for k, t in s.by_dtype.items()]
+                       + [_tally_row("all", s.total)]),
+              _h_table(["check", *_TALLY_HEAD], [_tally_row(k, t)
+                                                 for k, t in s.by_check.items()])]
+    if len(s.by_device) > 1:
+        tables.append(_h_table(["device", *_TALLY_HEAD],
+                               [_tally_row(k, t) for k, t in s.by_device.items()]))
+    return [f"<h3>{esc(s.name)} {esc(s.version)}{role}</h3>", f"<p>Devices: {esc(devices)}</p>",
+            "<div class='summary'>" + "".join(tables) + "</div>"]
+
+
+def _h_known(run: Run) -> list[str]:
+    groups = known_groups(run)
+    if not groups:
+        return []
+    rows = [[g.backend, g.reason or "(no reason given)", len(g.results), g.xpass,
+             ", ".join(g.values("check")), ", ".join(g.values("dtype")),
+             ", ".join(g.values("device"))] for g in groups]
+    return ["<h2>Known failures</h2>",
+            _h_table(["backend", "reason", "cases", "passed anyway", "checks", "dtypes",
+                      "devices"], rows, ["", "msg", "", "", "", "", ""])]
+
+
+def _h_matrix(run: Run) -> list[str]:
+    esc = html.escape
+    columns, rows = matrix(run)
+    parts = ["<h2>Matrix</h2><p>Cells: worst error as a fraction of its tolerance (&le; 1 "
+             "passes); hover for details. FAIL: unexpected failure; kf: known failure.</p>",
+             "<table><tr><th>case</th>" + "".join(f"<th>{esc(c)}</th>" for c in columns) +
+             "</tr>"]
     for name, cells in rows.items():
         parts.append(f"<tr><td class='name'>{esc(name)}</td>")
         for col in columns:
@@ -153,29 +219,49 @@ def to_html(run: Run) -> str:
             if r is None:
                 parts.append("<td class='none'>-</td>")
                 continue
-            cls = r.status
-            if r.status == "pass" and r.ratio > 0.5:
-                cls = "warn"
+            cls = "warn" if r.status == "pass" and r.ratio > 0.5 else r.status
             title = esc(f"{r.status}; max abs {r.max_abs:.3g}, max rel {r.max_rel:.3g}, "
                         f"rtol {r.rtol}, atol {r.atol}, seed {r.seed}. {r.message} {r.reason}")
-            parts.append(f"<td class='{cls}' title='{title}'>{esc(_cell(r))}</td>")
+            parts.append(f"<td class='{cls}' title='{title}'>{esc(cell(r))}</td>")
         parts.append("</tr>")
     parts.append("</table>")
-    if run.failed:
-        parts.append("<h2>Failures</h2><ul>")
-        for r in run.failed:
-            c = r.case
-            parts.append(f"<li><b>{esc(c.check)} {esc(c.target)}</b> on "
-                         f"{esc(c.backend)}/{esc(c.device)}/{esc(c.dtype)}: {esc(r.message)}</li>")
-        parts.append("</ul>")
+    return parts
+
+
+def to_html(run: Run) -> str:
+    """One self-contained page (inline CSS, no scripts): totals, failures, backends, known
+    failures, then the colour-coded matrix."""
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+             "<title>unidl conformance report</title>", f"<style>{_CSS}</style></head><body>"]
+    parts += _h_totals(run) + _h_failures(run) + ["<h2>Backends</h2>"]
+    for s in backend_summaries(run):
+        parts += _h_backend(s)
+    parts += _h_known(run) + _h_matrix(run)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# ---- writing --------------------------------------------------------------------------------
+def _new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: ``0o666`` less the umask."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:  # Linux: no process-wide change
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_report(run: Run, path: str) -> None:
     """Write ``run`` to ``path`` as JSON, Markdown or HTML (chosen by the extension).
 
     The file is written to a temporary name and renamed, so no half-written report is left.
+    It gets the permissions an ordinary new file would get (``0o666`` less the umask), not
+    the ``0o600`` of :func:`tempfile.mkstemp`.
     """
     ext = os.path.splitext(path)[1].lower()
     if ext == ".json":
@@ -186,11 +272,13 @@ def write_report(run: Run, path: str) -> None:
         text = to_html(run)
     else:
         raise ValueError(f"unknown report format {ext!r}; use .json, .md or .html")
+    mode = _new_file_mode()
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".unidl-report-", suffix=ext)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -17,6 +17,7 @@ from unidl_conformance.cases import (
     selected_backends,
     strict,
 )
+from unidl_conformance.reference import reference_backend, reference_problem, use_reference
 from unidl_conformance.registry import CHECKS, cases_for, runner_for
 
 __all__ = ["Run", "collect_cases", "run_cases", "run"]
@@ -32,12 +33,16 @@ class Run:
     backends: dict = field(default_factory=dict)  # name -> {version, devices}
     seconds: float = 0.0
     options: dict = field(default_factory=dict)
+    #: the reference backend the run compared with: {"name": ..., "version": ...}
+    reference: dict = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Result]:
+        """The unexpected failures: ``fail`` (a wrong result) and ``error`` (a crash)."""
         return [r for r in self.results if r.status in ("fail", "error")]
 
     def counts(self) -> dict:
+        """``{status: number of results}``."""
         out: dict = {}
         for r in self.results:
             out[r.status] = out.get(r.status, 0) + 1
@@ -140,17 +145,28 @@ def run_cases(cases: list[Case], fail_fast: bool = False, progress: bool = True)
 
 
 def run(backends=None, devices=None, dtypes=None, checks=None, pattern=None, quick=False,
-        fail_fast=False, progress=True) -> Run:
-    """Collect and run the selected cases; see ``unidl conformance --help``."""
+        fail_fast=False, progress=True, reference=None) -> Run:
+    """Collect and run the selected cases; see ``unidl conformance --help``.
+
+    ``reference`` names the reference backend for this run (default: the setting of
+    :mod:`unidl_conformance.reference`); ValueError if it is unknown or does not load.
+    """
     from unidl.backend.registry import get_backend
 
+    problem = reference_problem(reference)
+    if problem:
+        raise ValueError(problem)
     t0 = time.perf_counter()
-    cases = collect_cases(backends, devices, dtypes, checks, pattern, quick)
-    info = {}
-    for name in sorted({c.backend for c in cases} | set(selected_backends(backends))):
-        be = get_backend(name)
-        info[name] = {"version": be.version(), "devices": be.devices()}
-    results = run_cases(cases, fail_fast=fail_fast, progress=progress)
+    with use_reference(reference):
+        ref = reference_backend()
+        cases = collect_cases(backends, devices, dtypes, checks, pattern, quick)
+        info = {}
+        for name in sorted({c.backend for c in cases} | set(selected_backends(backends))):
+            be = get_backend(name)
+            info[name] = {"version": be.version(), "devices": be.devices()}
+        results = run_cases(cases, fail_fast=fail_fast, progress=progress)
     return Run(results=results, backends=info, seconds=time.perf_counter() - t0,
                options={"backends": backends, "devices": devices, "dtypes": dtypes,
-                        "checks": checks, "pattern": pattern, "quick": quick})
+                        "checks": checks, "pattern": pattern, "quick": quick,
+                        "reference": ref},
+               reference={"name": ref, "version": get_backend(ref).version()})

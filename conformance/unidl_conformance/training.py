@@ -2,8 +2,9 @@
 
 An MLP (the Keras MNIST model on 8x8 digits), a small CNN and an LSTM classifier are trained
 for 20 steps in deterministic mode (weights, dropout masks and batch order from unidl's host
-RNG) on each backend/device in float32; each loss curve must match the NumPy backend's
-within :data:`unidl.tolerances.TRAINING_RTOL` relative.
+RNG) on each backend/device in float32; each loss curve must match the reference backend's (NumPy
+unless :mod:`unidl_conformance.reference` says otherwise) within
+:data:`unidl.tolerances.TRAINING_RTOL` relative.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import unidl
 from unidl.tolerances import TRAINING_RTOL
 from unidl_conformance.cases import Case, Result
 from unidl_conformance.compare import compare
+from unidl_conformance.reference import reference_backend, reference_device
 
 __all__ = ["TRAINING_MODELS", "training_cases", "run_training", "loss_curve", "STEPS"]
 
@@ -87,15 +89,25 @@ def loss_curve(name: str, backend: str, device: str = "cpu", steps: int = STEPS)
         unidl.random.set_deterministic(was)
 
 
+#: (reference backend, device, model) -> its loss curve, computed once per process
 _REFERENCE: dict = {}
 
 
+def reference_curve(name: str) -> list[float]:
+    """The loss curve of model ``name`` on the reference backend (cached)."""
+    key = (reference_backend(), reference_device(), name)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = loss_curve(name, key[0], key[1])
+    return _REFERENCE[key]
+
+
 def run_training(case: Case) -> Result:
+    """Train the case's model on its backend/device and compare the per-step losses with
+    the reference backend's."""
     result = Result(case, "pass", seed=SEED, rtol=TRAINING_RTOL, atol=0.0)
+    ref = reference_backend()
     try:
-        if case.target not in _REFERENCE:
-            _REFERENCE[case.target] = loss_curve(case.target, "numpy")
-        expected = np.array(_REFERENCE[case.target])
+        expected = np.array(reference_curve(case.target))
         got = np.array(loss_curve(case.target, case.backend, case.device))
     except Exception as exc:
         result.status = "fail"
@@ -105,9 +117,10 @@ def run_training(case: Case) -> Result:
     result.ratio, result.max_abs, result.max_rel = cmp.ratio, cmp.max_abs, cmp.max_rel
     if not (expected[-1] < expected[0]):
         result.status = "fail"
-        result.message = f"{case.target}: the NumPy reference loss did not decrease: {expected}"
+        result.message = (f"{case.target}: the reference ({ref}) loss did not decrease: "
+                          f"{expected}")
     elif not cmp.ok:
         result.status = "fail"
-        result.message = (f"{case.target}: loss curve differs from NumPy's at step "
+        result.message = (f"{case.target}: loss curve differs from {ref}'s at step "
                           f"{cmp.message}")
     return result
