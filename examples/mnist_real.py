@@ -1,30 +1,74 @@
-"""The Keras MNIST MLP on real MNIST images: the 10,000-image MNIST test set from
-``../shared/data/mnist`` (IDX files), split 8,000 / 2,000.
+"""The Keras MNIST MLP on real MNIST images: the 10,000-image MNIST test set (IDX files),
+split 8,000 / 2,000.
 
-UNIDL_BACKEND=torch python examples/mnist_real.py [path/to/mnist] [epochs]
+UNIDL_BACKEND=torch python examples/mnist_real.py [--data DIR] [--epochs N]
+
+The files (t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not) are looked
+for in ``--data DIR``, then in ``$UNIDL_DATA_DIR`` (and its ``mnist/`` folder), then in
+``../shared/data/mnist`` beside the repository; unidl downloads nothing.
 """
 
+import argparse
 import os
 import sys
 
-import unidl
-from unidl import layers
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NEEDED = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-here = os.path.dirname(os.path.abspath(__file__))
-path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "shared", "data",
-                                                          "mnist")
-epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-(x_train, y_train), (x_test, y_test) = unidl.datasets.mnist.load_data(path, split=0.2)
 
-unidl.random.set_seed(0)
-model = unidl.Sequential([
-    layers.Flatten(input_shape=(28, 28)),
-    layers.Dense(128, activation="relu"),
-    layers.Dropout(0.2),
-    layers.Dense(10, activation="softmax"),
-])
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(x_train / 255.0, y_train, epochs=epochs, batch_size=32, verbose=2)
-loss, accuracy = model.evaluate(x_test / 255.0, y_test, verbose=0)
-print(f"backend={unidl.backend_name()} MNIST (8,000 train / 2,000 test) "
-      f"test accuracy={accuracy:.4f}")
+def candidates(data_arg):
+    """The directories to look in, in order."""
+    dirs = [data_arg] if data_arg else []
+    env = os.environ.get("UNIDL_DATA_DIR")
+    if env:
+        dirs += [env, os.path.join(env, "mnist")]
+    dirs.append(os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist")))
+    return dirs
+
+
+def has_files(directory):
+    return all(any(os.path.isfile(os.path.join(directory, name + suffix))
+                   for suffix in ("", ".gz")) for name in NEEDED)
+
+
+def find_data(data_arg):
+    """The first directory holding the MNIST test files; exits naming the files and the
+    directories tried when none does."""
+    dirs = candidates(data_arg)
+    for d in dirs:
+        if has_files(d):
+            return d
+    tried = "\n".join(f"  {d}" for d in dirs)
+    sys.exit(f"mnist_real.py: the MNIST test set was not found. It needs {NEEDED[0]} and "
+             f"{NEEDED[1]} (each gzipped, .gz, or not) in one directory; looked in:\n{tried}\n"
+             "Pass --data DIR or set UNIDL_DATA_DIR.")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", metavar="DIR", help="directory holding the MNIST test set")
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    path = find_data(args.data)
+
+    import unidl
+    from unidl import layers
+
+    (x_train, y_train), (x_test, y_test) = unidl.datasets.mnist.load_data(path, split=0.2)
+    unidl.random.set_seed(0)
+    model = unidl.Sequential([
+        layers.Flatten(input_shape=(28, 28)),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train / 255.0, y_train, epochs=args.epochs, batch_size=32, verbose=2)
+    loss, accuracy = model.evaluate(x_test / 255.0, y_test, verbose=0)
+    print(f"backend={unidl.backend_name()} MNIST (8,000 train / 2,000 test from {path}) "
+          f"test accuracy={accuracy:.4f}")
+
+
+if __name__ == "__main__":
+    main()

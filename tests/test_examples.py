@@ -56,6 +56,49 @@ def test_training_loop_with_ops_on_every_backend():
 def test_real_mnist_example():
     if not (MNIST / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"the MNIST test set is not at {MNIST}")
-    out = run_example("mnist_real.py", "numpy", str(MNIST), "1")
+    out = run_example("mnist_real.py", "numpy", "--data", str(MNIST), "--epochs", "1")
     acc = float(re.search(r"test accuracy=([0-9.]+)", out).group(1))
     assert acc > 0.85, out
+
+
+def test_real_mnist_example_finds_the_data_through_the_environment(tmp_path):
+    """Without --data, $UNIDL_DATA_DIR (or its mnist/ folder) is searched first."""
+    if not (MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST test set is not at {MNIST}")
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), UNIDL_DATA_DIR=str(MNIST.parent))
+    code = ("import runpy, sys; sys.argv = ['mnist_real.py']; "
+            f"m = runpy.run_path({str(EXAMPLES / 'mnist_real.py')!r}); "
+            "print(m['find_data'](None))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(MNIST)
+
+
+def test_real_mnist_example_without_data_names_the_files_and_directories(tmp_path):
+    """In a fresh clone without ../shared/data, the example exits with a message naming the
+    files it needs and every directory it looked in (a copy of the script outside this
+    checkout has no ../shared/data/mnist beside its repository)."""
+    import os
+    import shutil
+
+    clone = tmp_path / "clone"
+    (clone / "examples").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "mnist_real.py", clone / "examples" / "mnist_real.py")
+    empty, env_dir = tmp_path / "empty", tmp_path / "data-root"
+    empty.mkdir()
+    env_dir.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), UNIDL_DATA_DIR=str(env_dir),
+               UNIDL_BACKEND="numpy")
+    proc = subprocess.run([sys.executable, str(clone / "examples" / "mnist_real.py"),
+                           "--data", str(empty)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode != 0
+    msg = proc.stderr
+    assert "t10k-images-idx3-ubyte" in msg and "t10k-labels-idx1-ubyte" in msg, msg
+    assert ".gz" in msg and "--data" in msg and "UNIDL_DATA_DIR" in msg, msg
+    for looked in (empty, env_dir, env_dir / "mnist", tmp_path / "shared" / "data" / "mnist"):
+        assert str(looked) in msg, msg
+    assert "Traceback" not in msg, msg

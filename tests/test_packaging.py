@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+
 import tomllib
 
 from tests.conftest import ROOT

@@ -4,6 +4,9 @@ callbacks, errors, and cross-backend parity of a seeded training run."""
 from __future__ import annotations
 
 import csv
+import io
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -203,3 +206,159 @@ def test_weights_move_between_backends(name):
         dst.set_weights(weights)
         np.testing.assert_allclose(dst.predict(np.ones((2, 8, 8), "float32")), expected,
                                    rtol=1e-5, atol=1e-6)
+
+
+# ---- NaN losses ---------------------------------------------------------------------------------
+def _nan_data():
+    x = np.ones((64, 3), "float32")
+    x[5, 1] = np.nan  # in the first batch (no shuffling)
+    return x, np.zeros((64, 1), "float32")
+
+
+def _linear():
+    model = unidl.Sequential([layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer=unidl.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+def _nan_warnings(record):
+    return [w for w in record if issubclass(w.category, RuntimeWarning)
+            and "the loss became" in str(w.message)]
+
+
+def test_fit_warns_once_when_the_loss_becomes_nan(backend):
+    x, y = _nan_data()
+    model = _linear()
+    with pytest.warns(RuntimeWarning) as record:
+        history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    assert np.isnan(history.history["loss"]).all()  # the NaN in x reached the loss
+    (warning,) = _nan_warnings(record)
+    # nothing read the logs per batch: seen at the end of epoch 1 (its last batch, 3)
+    assert re.search(r"loss became nan in epoch 1/3, first seen at batch 3 ", str(
+        warning.message)), warning.message
+    assert "TerminateOnNaN" in str(warning.message)
+
+
+def test_fit_warns_at_the_batch_where_a_callback_reads_the_nan(backend):
+    x, y = _nan_data()
+    read = unidl.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)
+    with pytest.warns(RuntimeWarning) as record:
+        _linear().fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0, callbacks=[read])
+    (warning,) = _nan_warnings(record)
+    assert "in epoch 1/2, first seen at batch 0 " in str(warning.message)
+
+
+def test_terminate_on_nan_stops_after_the_first_nan_batch(backend, capsys):
+    x, y = _nan_data()
+    model = _linear()
+    ends = []
+    cbs = [unidl.callbacks.TerminateOnNaN(),
+           unidl.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: ends.append(b))]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0,
+                            callbacks=cbs)
+    assert "Batch 0: Invalid loss, terminating training" in capsys.readouterr().out
+    assert ends == [0] and model.stop_training
+    assert len(history.history["loss"]) == 1 and np.isnan(history.history["loss"][0])
+    assert not _nan_warnings(record)  # TerminateOnNaN handles it: no warning
+
+
+def test_finite_losses_do_not_warn(backend):
+    x, _ = _nan_data()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _linear().fit(np.nan_to_num(x), np.zeros((64, 1)), epochs=2, verbose=0)
+    assert not _nan_warnings(record)
+
+
+# ---- steps_per_execution -----------------------------------------------------------------------
+def _steps_run(n, epochs=2):
+    """A seeded MLP trained with ``steps_per_execution=n`` on 200 digits in batches of 16
+    (13 batches: 12 of 16 and one of 8); the weights, the callback events, the progress bar's
+    counts, the evaluation (its test batch hooks) and the number of Python runs of the train
+    step's body."""
+    x, y, _, _ = _digits(200)
+    unidl.random.set_seed(0)
+    model = unidl.Sequential([layers.Flatten(input_shape=(8, 8)),
+                              layers.Dense(16, activation="relu"),
+                              layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=unidl.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], steps_per_execution=n)
+    runs = []
+    raw = model._raw_train_step
+
+    def counted(xb, yb, wb):  # (the step's Python body: on TensorFlow, runs while tracing)
+        runs.append(1)
+        return raw(xb, yb, wb)
+
+    model._raw_train_step = counted
+    events = []
+    cb = unidl.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda b, logs: events.append(("begin", b)),
+        on_train_batch_end=lambda b, logs: events.append(("end", b)),
+        on_test_batch_begin=lambda b, logs: events.append(("test_begin", b)),
+        on_test_batch_end=lambda b, logs: events.append(("test_end", b)))
+    bar = io.StringIO()
+    bar.isatty = lambda: True
+    progbar = unidl.callbacks.ProgbarLogger(verbose=1, stream=bar)
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[cb, progbar])
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True, callbacks=[cb])
+    counts = [int(c) for c in re.findall(r"\r(\d+)/13", bar.getvalue())]
+    return model.get_weights(), events, counts, history.history, logs, len(runs)
+
+
+def test_steps_per_execution_runs_groups_of_batches(backend):
+    w1, events1, counts1, hist1, logs1, runs1 = _steps_run(1)
+    w4, events4, counts4, hist4, logs4, runs4 = _steps_run(4)
+    for a, b in zip(w1, w4):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert hist4.keys() == hist1.keys()
+    for key in hist1:
+        assert hist4[key] == pytest.approx(hist1[key], rel=1e-5)
+    assert logs4 == pytest.approx(logs1, rel=1e-5)
+    train = [e for e in events4 if e[0] in ("begin", "end")]
+    assert train == [("begin", 0), ("end", 3), ("begin", 4), ("end", 7), ("begin", 8),
+                     ("end", 11), ("begin", 12), ("end", 12)] * 2
+    assert [e for e in events4 if e[0].startswith("test")] == [
+        ("test_begin", 0), ("test_end", 3), ("test_begin", 4), ("test_end", 7),
+        ("test_begin", 8), ("test_end", 11), ("test_begin", 12), ("test_end", 12)]
+    assert len(events1) == 2 * 2 * 13 + 2 * 13
+    assert counts4 == [4, 8, 12, 13, 13] * 2  # the bar: once per group, then the epoch's end
+    if backend == "tensorflow":
+        # one compiled call per group: the body runs only while tracing, once per batch of
+        # the group of 4 and once for the shorter last group (1 batch), whatever the epochs
+        assert runs4 == 4 + 1
+    else:
+        assert runs4 == runs1 == 2 * 13
+
+
+def test_steps_per_execution_is_validated(backend):
+    model = _mlp()
+    for bad in (0, -2, 1.5, "2", True, None):
+        with pytest.raises(ValueError, match=r"steps_per_execution must be a positive int, "
+                                             rf"got {re.escape(repr(bad))}"):
+            model.compile("sgd", "mse", steps_per_execution=bad)
+    model.compile("sgd", "mse", steps_per_execution=np.int64(3))
+    assert model.steps_per_execution == 3
+
+
+def test_steps_per_execution_with_steps_per_epoch_and_early_stop(backend):
+    x, y, _, _ = _digits(200)
+    model = _mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=3)
+    ends = []
+
+    def stop_at(batch, logs):
+        ends.append(batch)
+        if batch >= 5:
+            model.stop_training = True
+
+    model.fit(x, y, batch_size=16, epochs=3, steps_per_epoch=8, verbose=0,
+              callbacks=[unidl.callbacks.LambdaCallback(on_train_batch_end=stop_at)])
+    assert ends == [2, 5]  # groups of 3 batches; stopped after the group ending at batch 5
+    ends.clear()
+    model.fit(x, y, batch_size=16, epochs=1, steps_per_epoch=8, verbose=0,
+              callbacks=[unidl.callbacks.LambdaCallback(
+                  on_train_batch_end=lambda b, logs: ends.append(b))])
+    assert ends == [2, 5, 7]  # 8 steps: groups of 3, 3 and 2

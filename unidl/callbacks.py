@@ -1,5 +1,6 @@
 """Callbacks for ``Model.fit``: History, progress bar, EarlyStopping, ModelCheckpoint,
-LearningRateScheduler, ReduceLROnPlateau, CSVLogger, and the ``Callback`` base class."""
+TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, CSVLogger, and the ``Callback``
+base class."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ __all__ = [
     "ProgbarLogger",
     "EarlyStopping",
     "ModelCheckpoint",
+    "TerminateOnNaN",
     "LearningRateScheduler",
     "ReduceLROnPlateau",
     "CSVLogger",
@@ -142,12 +144,36 @@ class ProgbarLogger(Callback):
             self.stream.flush()
 
 
+class _BatchLogs:
+    """A batch's logs, computed on the first call only (and shown to ``observer``); one
+    instance per CallbackList, reset for each batch (no allocation per step)."""
+
+    __slots__ = ("fn", "batch", "observer", "logs")
+
+    def __init__(self, observer=None):
+        self.fn, self.batch, self.observer, self.logs = None, -1, observer, None
+
+    def reset(self, fn, batch):
+        self.fn, self.batch, self.logs = fn, batch, None
+        return self
+
+    def __call__(self):
+        if self.logs is None:
+            self.logs = self.fn()
+            if self.observer is not None:
+                self.observer(self.batch, self.logs)
+        return self.logs
+
+
 class CallbackList:
-    """Dispatches events to callbacks; logs are computed lazily for per-batch events."""
+    """Dispatches events to callbacks; logs are computed lazily for per-batch events (once
+    per batch, only if a callback reads them; ``logs_observer(batch, logs)`` sees them)."""
 
     def __init__(self, callbacks=None, model=None, history=None, verbose=1, epochs=1, steps=0,
-                 mode="train"):
+                 mode="train", logs_observer=None):
         self.callbacks = list(callbacks or [])
+        self._train_logs = _BatchLogs(logs_observer)
+        self._test_logs = _BatchLogs()
         if history is not None:
             self.callbacks.insert(0, history)
         if verbose:
@@ -157,9 +183,9 @@ class CallbackList:
             cb.set_model(model)
             cb.set_params(params)
         self._batch_hooks = {
-            name: [cb for cb in self.callbacks
-                   if type(cb).__dict__.get(name) is not None or _overrides(cb, name)]
-            for name in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_end")
+            name: [cb for cb in self.callbacks if _overrides(cb, name)]
+            for name in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+                         "on_test_batch_end")
         }
 
     def _call(self, name, *args):
@@ -186,26 +212,36 @@ class CallbackList:
         hooks = self._batch_hooks["on_train_batch_end"]
         if not hooks:
             return
+        logs = self._train_logs.reset(logs_fn, batch)
         for cb in hooks:
             if isinstance(cb, ProgbarLogger):
-                cb.on_train_batch_end(batch, logs_fn)
+                cb.on_train_batch_end(batch, logs)
             else:
-                cb.on_train_batch_end(batch, logs_fn())
+                cb.on_train_batch_end(batch, logs())
 
     def on_test_begin(self):
         self._call("on_test_begin", {})
 
+    def on_test_batch_begin(self, batch):
+        for cb in self._batch_hooks["on_test_batch_begin"]:
+            cb.on_test_batch_begin(batch, {})
+
     def on_test_batch_end(self, batch, logs_fn):
         hooks = self._batch_hooks["on_test_batch_end"]
+        if not hooks:
+            return
+        logs = self._test_logs.reset(logs_fn, batch)
         for cb in hooks:
-            cb.on_test_batch_end(batch, logs_fn())
+            cb.on_test_batch_end(batch, logs())
 
     def on_test_end(self, logs):
         self._call("on_test_end", logs)
 
 
 def _overrides(cb, name):
-    return getattr(type(cb), name) is not getattr(Callback, name)
+    """Whether ``cb`` defines hook ``name`` (in its class, or as an instance attribute as
+    :class:`LambdaCallback` does)."""
+    return name in vars(cb) or getattr(type(cb), name) is not getattr(Callback, name)
 
 
 def _mode(mode, monitor):
@@ -264,14 +300,29 @@ class EarlyStopping(Callback):
 class ModelCheckpoint(Callback):
     """Save the weights after each epoch (or only when ``monitor`` improves).
 
-    ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.npz"``.
-    Files are written atomically (``Model.save_weights``).
+    ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.npz"``; its
+    extension must be a weights format :meth:`~unidl.Model.save_weights` writes (``.npz``),
+    checked here. Files are written atomically (``Model.save_weights``). Only weights are
+    saved: saving the whole model (``save_weights_only=False``) is not available yet.
+
+    Example:
+        >>> from unidl.callbacks import ModelCheckpoint
+        >>> ModelCheckpoint("ckpt-{epoch:02d}.npz").save_weights_only
+        True
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=True, mode="auto", save_freq="epoch"):
         super().__init__()
+        from unidl.models.model import weights_format
+
+        if not save_weights_only:
+            raise ValueError("ModelCheckpoint(save_weights_only=False): saving the full model "
+                             "is not available yet in unidl; pass save_weights_only=True (the "
+                             "default) to save the weights with Model.save_weights")
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
+        weights_format(self.filepath, "ModelCheckpoint filepath")
+        self.save_weights_only = True
         self.save_best_only = save_best_only
         self.mode = _mode(mode, monitor)
         self.best = -math.inf if self.mode == "max" else math.inf
@@ -292,6 +343,33 @@ class ModelCheckpoint(Callback):
         self.model.save_weights(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved weights to {path}")
+
+
+class TerminateOnNaN(Callback):
+    """Stop training after a batch whose loss is NaN or inf (Keras semantics): print
+    ``Batch <i>: Invalid loss, terminating training`` and set ``model.stop_training``.
+
+    It reads the loss after every batch (one host sync per step). Without it, ``fit`` still
+    warns once when the loss it reads anyway becomes NaN or inf.
+
+    Example:
+        >>> import numpy as np
+        >>> import unidl
+        >>> from unidl import layers
+        >>> with unidl.use_backend("numpy"):
+        ...     model = unidl.Sequential([layers.Dense(1, input_shape=(2,))])
+        ...     model.compile("sgd", "mse")
+        ...     x = np.array([[np.nan, 1.0]] * 4, "float32")
+        ...     h = model.fit(x, np.zeros(4), batch_size=2, verbose=0,
+        ...                   callbacks=[unidl.callbacks.TerminateOnNaN()])
+        Batch 0: Invalid loss, terminating training
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
 
 
 def get_learning_rate(optimizer) -> float:

@@ -26,9 +26,7 @@ from unidl import ops
 from unidl.layers.base import Layer, LayerError, _is_symbolic
 from unidl.layers.convolutional import (
     _is_int,
-    add_activity_loss,
     get_activation,
-    get_regularizer,
     input_shape_of,
     shape_text,
 )
@@ -47,7 +45,7 @@ class _Projection(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.output_dims = tuple(int(d) for d in output_dims)
         self.bound_dims = int(bound_dims)
         self.use_bias = bool(use_bias)
@@ -58,7 +56,6 @@ class _Projection(Layer):
         self.kernel_regularizer = kernel_regularizer
         self.bias_regularizer = bias_regularizer
         self.activity_regularizer = activity_regularizer
-        self._activity_reg_fn = get_regularizer(activity_regularizer)
         self.kernel_constraint = kernel_constraint
         self.bias_constraint = bias_constraint
 
@@ -90,7 +87,6 @@ class _Projection(Layer):
             y = ops.add(y, self.bias)
         if self.activation is not None:
             y = self.activation(y)
-        add_activity_loss(self, y)
         return y
 
     def get_config(self) -> dict:

@@ -25,7 +25,7 @@ from unidl import dtypes as _dt
 from unidl.errors import UnidlError
 from unidl.naming import snake_case
 
-__all__ = ["Layer", "LayerError", "SymbolicTensor", "unique_name"]
+__all__ = ["Layer", "LayerError", "SymbolicTensor", "activity_penalty", "unique_name"]
 
 _NAME_COUNTS: dict = defaultdict(int)
 
@@ -109,9 +109,15 @@ class Layer:
         trainable: whether the weights are updated by training.
         input_shape: shape of one example (without the batch axis); lets a model be built
             before it sees data.
+        activity_regularizer: a regularizer (object, callable or name) of the layer's
+            outputs: after each call, :func:`activity_penalty` of every output joins
+            :attr:`losses` (one rule for every layer, as Keras 3).
     """
 
-    def __init__(self, name=None, dtype=None, trainable=True, input_shape=None, **kwargs):
+    _activity_reg_fn = None  # the resolved activity regularizer (None: none)
+
+    def __init__(self, name=None, dtype=None, trainable=True, input_shape=None,
+                 activity_regularizer=None, **kwargs):
         batch_input_shape = kwargs.pop("batch_input_shape", None)
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
@@ -126,6 +132,10 @@ class Layer:
         self._batch_input_shape = tuple(batch_input_shape) if batch_input_shape else None
         self._activity_losses = []
         self.input_shape_seen = None
+        if activity_regularizer is not None:
+            from unidl import regularizers
+
+            object.__setattr__(self, "_activity_reg_fn", regularizers.get(activity_regularizer))
 
     # -- tracking ---------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -207,17 +217,22 @@ class Layer:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, values) -> None:
-        """Set the weights from NumPy arrays, in :attr:`weights` order."""
+        """Set the weights from NumPy arrays, in :attr:`weights` order (nothing is assigned
+        unless every array fits)."""
         weights = self.weights
-        values = list(values)
+        values = [np.asarray(v) for v in values]
+        if not weights and values:
+            raise LayerError(self, f"set_weights got {len(values)} arrays but the layer has no "
+                                   "weights yet (it is not built): call it on a batch or "
+                                   "build(input_shape) first")
         if len(values) != len(weights):
             raise LayerError(self, f"set_weights expected {len(weights)} arrays, got "
                                    f"{len(values)}")
-        for w, v in zip(weights, values):
-            v = np.asarray(v)
+        for i, (w, v) in enumerate(zip(weights, values)):
             if tuple(v.shape) != tuple(w.shape):
-                raise LayerError(self, f"set_weights: weight {w.name!r} has shape "
+                raise LayerError(self, f"set_weights: weight {i} {w.name!r} has shape "
                                        f"{tuple(w.shape)}, got an array of shape {v.shape}")
+        for w, v in zip(weights, values):
             w.assign(v)
 
     def count_params(self) -> int:
@@ -309,13 +324,52 @@ class Layer:
             self._maybe_build(inputs)
         if "training" in kwargs and not _accepts_training(self):
             kwargs.pop("training")
-        return self.call(inputs, *args, **kwargs)
+        outputs = self.call(inputs, *args, **kwargs)
+        if self._activity_reg_fn is not None:
+            from unidl import ops, tree
+
+            for out in tree.flatten(outputs)[0]:
+                if ops.is_tensor(out):
+                    self._activity_losses.append(activity_penalty(self._activity_reg_fn, out))
+        return outputs
 
     def get_config(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def activity_penalty(regularizer, output):
+    """The activity-regularization loss of one layer output, for every layer (Keras 3's
+    rule, ``Layer.__call__`` since keras-team/keras#22021, e.g. Keras 3.15):
+    ``regularizer(output)`` divided by the batch size (the first axis's length, the division
+    skipped for an empty batch; a scalar output is not divided), so the penalty does not
+    grow with the batch size.
+
+    Example:
+        >>> import unidl
+        >>> from unidl import ops, regularizers
+        >>> from unidl.layers.base import activity_penalty
+        >>> with unidl.use_backend("numpy"):
+        ...     out = ops.ones((4, 3))  # a batch of 4 outputs
+        ...     round(float(activity_penalty(regularizers.L2(0.01), out)), 4)
+        0.03
+    """
+    from unidl import ops
+
+    loss = regularizer(output)
+    shape = ops.shape(output)
+    if not shape:
+        return loss
+    batch = shape[0]
+    if batch is None:  # unknown while tracing: count the rows
+        rows = ops.ones_like(output)
+        if len(shape) > 1:
+            rows = ops.max(rows, axis=tuple(range(1, len(shape))))
+        batch = ops.maximum(ops.sum(rows), 1.0)
+        return ops.divide(loss, ops.cast(batch, ops.dtype(loss)))
+    return ops.divide(loss, float(batch)) if batch else loss
 
 
 _ACCEPTS: dict = {}

@@ -153,13 +153,6 @@ def get_regularizer(regularizer):
     return regularizers.get(regularizer)
 
 
-def add_activity_loss(layer, output):
-    """Keras' ``activity_regularizer``: add the penalty of ``output`` to the layer's losses."""
-    reg = getattr(layer, "_activity_reg_fn", None)
-    if reg is not None:
-        layer.add_loss(reg(output))
-
-
 def input_shape_of(inputs):
     shape = getattr(inputs, "shape", None)
     if shape is not None and not callable(shape):
@@ -195,8 +188,7 @@ class _BaseConv(Layer):
         self.use_bias = bool(use_bias)
         self.bias_initializer = bias_initializer
         self.bias_regularizer = bias_regularizer
-        self.activity_regularizer = activity_regularizer
-        self._activity_reg_fn = get_regularizer(activity_regularizer)
+        self.activity_regularizer = activity_regularizer  # (applied by Layer.__call__)
         self.bias_constraint = bias_constraint
         self._in_channels = None
 
@@ -243,7 +235,6 @@ class _BaseConv(Layer):
             y = ops.add(y, b)
         if self.activation is not None:
             y = self.activation(y)
-        add_activity_loss(self, y)
         return y
 
     def _common_config(self) -> dict:
@@ -276,7 +267,7 @@ class _Conv(_BaseConv):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not _is_int(filters) or filters <= 0:
             raise LayerError(self, f"expected filters to be a positive int, got {filters!r}")
         if not _is_int(groups) or groups <= 0:
@@ -396,7 +387,7 @@ class _ConvTranspose(_BaseConv):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not _is_int(filters) or filters <= 0:
             raise LayerError(self, f"expected filters to be a positive int, got {filters!r}")
         self.filters = int(filters)
@@ -496,7 +487,7 @@ class _DepthwiseConv(_BaseConv):
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
                  depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  depthwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not _is_int(depth_multiplier) or depth_multiplier <= 0:
             raise LayerError(self, "expected depth_multiplier to be a positive int, got "
                                    f"{depth_multiplier!r}")
@@ -590,7 +581,7 @@ class _SeparableConv(_BaseConv):
                  bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, depthwise_constraint=None,
                  pointwise_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not _is_int(filters) or filters <= 0:
             raise LayerError(self, f"expected filters to be a positive int, got {filters!r}")
         if not _is_int(depth_multiplier) or depth_multiplier <= 0:

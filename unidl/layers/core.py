@@ -100,18 +100,6 @@ def serialize_activation(fn):
         return fn
 
 
-def add_activity_loss(layer, outputs) -> None:
-    """Add ``activity_regularizer(outputs) / batch_size`` to the layer's losses (as Keras)."""
-    reg = getattr(layer, "activity_regularizer", None)
-    if reg is None:
-        return
-    loss = reg(outputs)
-    shape = shape_of(outputs)
-    if shape and shape[0]:
-        loss = ops.divide(loss, float(shape[0]))
-    layer.add_loss(loss)
-
-
 def _seed_stream(seed):
     """A per-layer seed generator (host NumPy PCG64), or None."""
     if seed is None:
@@ -136,7 +124,8 @@ class Dense(Layer):
         use_bias: whether to add a bias.
         kernel_initializer, bias_initializer: initializers (names, objects or callables).
         kernel_regularizer, bias_regularizer: penalties added to :attr:`losses`.
-        activity_regularizer: penalty on the outputs (divided by the batch size).
+        activity_regularizer: penalty on the outputs, added to :attr:`losses` by the base
+            ``Layer`` (:func:`~unidl.layers.base.activity_penalty`, the rule of every layer).
         kernel_constraint, bias_constraint: kept on the weights for the optimizer.
 
     Example:
@@ -152,7 +141,7 @@ class Dense(Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         units = int(units)
         if units <= 0:
             raise ValueError(f"Dense: expected a positive number of units, got {units}")
@@ -193,9 +182,7 @@ class Dense(Layer):
             raise LayerError(self, f"expected inputs with last dimension {self.input_dim}, "
                                    f"got shape {shape}")
         x = autocast(self, inputs)
-        y = self.activation(ops.dense(x, self.kernel, self.bias))
-        add_activity_loss(self, y)
-        return y
+        return self.activation(ops.dense(x, self.kernel, self.bias))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -496,7 +483,7 @@ class Embedding(Layer):
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
                  activity_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         if self.input_dim <= 0 or self.output_dim <= 0:
             raise ValueError(f"Embedding: expected positive input_dim and output_dim, got "
@@ -521,9 +508,7 @@ class Embedding(Layer):
         dtype = ops.dtype(idx)
         if not _dt.is_int(dtype):
             idx = ops.cast(idx, "int32")
-        y = ops.gather(self.embeddings, idx)
-        add_activity_loss(self, y)
-        return y
+        return ops.gather(self.embeddings, idx)
 
     def compute_mask(self, inputs, mask=None):
         """``inputs != 0`` when ``mask_zero`` (a bool tensor of the inputs' shape), else None."""

@@ -110,7 +110,9 @@ class RNN(Layer):
         unroll: accepted for Keras compatibility (the loop is always unrolled).
         zero_output_for_mask: output zeros (not the previous output) at masked steps.
         time_major: inputs and sequence outputs are ``(time, batch, ...)``.
-        activity_regularizer: a penalty on the output, added to :attr:`losses`.
+        activity_regularizer: a penalty on the outputs (and returned states), added to
+            :attr:`losses` by the base ``Layer``
+            (:func:`~unidl.layers.base.activity_penalty`, the rule of every layer).
 
     Example:
         >>> import unidl
@@ -125,7 +127,7 @@ class RNN(Layer):
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, zero_output_for_mask=False, time_major=False,
                  activity_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if not isinstance(cell, Layer) and not callable(cell):
             raise LayerError(self, f"expected an RNN cell, got {type(cell).__name__}")
         if getattr(cell, "state_size", None) is None:
@@ -344,10 +346,6 @@ class RNN(Layer):
             output = ops.transpose(seq, (1, 0, 2)) if self.time_major else seq
         else:
             output = last
-        if self.activity_regularizer is not None:
-            from unidl import regularizers
-
-            self.add_loss(regularizers.get(self.activity_regularizer)(output))
         if self.return_state:
             return [output] + list(states)
         return output
