@@ -22,17 +22,20 @@ the window in row-major order (as PyTorch and ``tf.nn.max_pool_with_argmax`` do)
 
 The geometry helpers (:func:`conv_geometry`, :func:`pool_geometry`,
 :func:`conv_transpose_geometry`) are shared with the backends' kernels so that every backend
-pads exactly the same way.
+pads exactly the same way. The float64 references work the geometry out on their own from the
+rules above, so the helpers are checked by the conformance suite too.
 """
 
 from __future__ import annotations
 
 import functools
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
 
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 
 __all__ = [
@@ -352,112 +355,280 @@ def _full_shape(shape, name="input_shape"):
     return out
 
 
-# ---- float64 references --------------------------------------------------------------------
-def _to_cl(x, geo):
-    return x if geo.channels_last else np.moveaxis(x, 1, -1)
+# ---- float64 references: explicit loops over output positions ------------------------------
+# The textbook definitions: every output position of a window op gathers the input cells its
+# kernel taps fall on (cells in the padding contribute nothing) and combines them. The window
+# geometry (padding, output sizes, transposed output sizes) is worked out here from the rules
+# in the module docstring, not with the geometry helpers above that the kernels share, so a
+# kernel that pads or sizes differently disagrees with these references. Each position's
+# window is vectorized over the batch and channels only.
+_Win = namedtuple("_Win", "sizes kernel strides dilation pads out")
 
 
-def _from_cl(y, geo):
-    return y if geo.channels_last else np.moveaxis(y, -1, 1)
+def _per_dim(v, rank):
+    return (int(v),) * rank if isinstance(v, (int, np.integer)) else tuple(int(i) for i in v)
 
 
-def _pad_cl(x, pads, value=0.0):
-    return np.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),), constant_values=value)
+def _pads_of(padding, sizes, effective, strides):
+    """``(before, after)`` per spatial dim: none for ``"valid"``; for ``"same"`` a total of
+    ``max((ceil(n / s) - 1) * s + k_eff - n, 0)``, the odd cell after; explicit ones as
+    written."""
+    if not isinstance(padding, str):
+        return _explicit_pads(padding, len(sizes))
+    if padding.lower() == "valid":
+        return ((0, 0),) * len(sizes)
+    totals = [max((-(-n // s) - 1) * s + e - n, 0) for n, e, s in zip(sizes, effective, strides)]
+    return tuple((t // 2, t - t // 2) for t in totals)
 
 
-def _tap(offset, geo):
-    """Index of the padded input seen by kernel tap ``offset`` at every output position."""
-    return (slice(None),) + tuple(
-        slice(o * d, o * d + n * s, s)
-        for o, d, n, s in zip(offset, geo.dilation, geo.out_sizes, geo.strides))
+def _explicit_pads(padding, rank):
+    """Explicit padding: an int (every side), one int or pair per dim, one pair in 1-D."""
+    if isinstance(padding, (int, np.integer)):
+        return ((int(padding), int(padding)),) * rank
+    items = list(padding)
+    if rank == 1 and len(items) == 2 and all(isinstance(v, (int, np.integer)) for v in items):
+        return ((int(items[0]), int(items[1])),)
+    return tuple((int(p), int(p)) if isinstance(p, (int, np.integer)) else
+                 (int(p[0]), int(p[1])) for p in items)
 
 
-def _crop(xp, geo):
-    return xp[(slice(None),) + tuple(slice(b, b + n) for (b, _), n in zip(geo.pads,
-                                                                         geo.in_sizes))]
+def _window(sizes, kernel, strides, dilation, padding):
+    """The geometry of a sliding window: ``out`` is the number of window placements per dim,
+    ``(n + before + after - k_eff) // stride + 1``."""
+    rank = len(sizes)
+    s, d = _per_dim(strides, rank), _per_dim(dilation, rank)
+    eff = [(k - 1) * di + 1 for k, di in zip(kernel, d)]
+    pads = _pads_of(padding, sizes, eff, s)
+    out = tuple((n + b + a - e) // si + 1 for n, (b, a), e, si in zip(sizes, pads, eff, s))
+    return _Win(tuple(sizes), tuple(kernel), s, d, pads, out)
 
 
-def _ref_conv(x, kernel, geo, groups):
-    xp = _pad_cl(_to_cl(x, geo), geo.pads)
-    cg, o = kernel.shape[-2], kernel.shape[-1]
-    xg = xp.reshape(xp.shape[:-1] + (groups, cg))
-    kg = kernel.reshape(kernel.shape[:-2] + (cg, groups, o // groups))
-    out = np.zeros((x.shape[0], *geo.out_sizes, groups, o // groups))
-    if out.size:
-        for off in np.ndindex(*geo.kernel):
-            out += np.einsum("...gc,cgo->...go", xg[_tap(off, geo)], kg[off])
-    return _from_cl(out.reshape(out.shape[:-2] + (o,)), geo)
+def _spatial(shape, channels_last):
+    return tuple(shape[1:-1]) if channels_last else tuple(shape[2:])
 
 
-def _ref_conv_backprop_input(g, kernel, geo, groups):
-    g = _to_cl(g, geo)
-    cg, o = kernel.shape[-2], kernel.shape[-1]
-    gg = g.reshape(g.shape[:-1] + (groups, o // groups))
-    kg = kernel.reshape(kernel.shape[:-2] + (cg, groups, o // groups))
-    xp = np.zeros((g.shape[0], *geo.padded_sizes, groups, cg))
-    if g.size:
-        for off in np.ndindex(*geo.kernel):
-            xp[_tap(off, geo)] += np.einsum("...go,cgo->...gc", gg, kg[off])
-    xp = xp.reshape(xp.shape[:-2] + (groups * cg,))
-    return _from_cl(_crop(xp, geo), geo)
+def _site(pos, channels_last):
+    """Index of the ``(batch, channels)`` slice at spatial position ``pos``."""
+    return (slice(None), *pos, slice(None)) if channels_last else (slice(None), slice(None),
+                                                                   *pos)
 
 
-def _ref_conv_backprop_kernel(x, g, kernel_shape, geo, groups):
-    xp = _pad_cl(_to_cl(x, geo), geo.pads)
-    g = _to_cl(g, geo)
-    cg, o = kernel_shape[-2], kernel_shape[-1]
-    xg = xp.reshape(xp.shape[:-1] + (groups, cg))
-    gg = g.reshape(-1, groups, o // groups)
-    out = np.zeros(tuple(kernel_shape[:-2]) + (cg, groups, o // groups))
-    for off in np.ndindex(*geo.kernel):
-        patch = xg[_tap(off, geo)].reshape(-1, groups, cg)
-        out[off] = np.einsum("mgc,mgo->cgo", patch, gg)
-    return out.reshape(tuple(kernel_shape))
+def _arranged(n, spatial, channels, channels_last):
+    return (n, *spatial, channels) if channels_last else (n, channels, *spatial)
 
 
-def _dw_kernel(kernel):
-    """Depthwise ``(kh, kw, C, M)`` as a grouped-conv kernel ``(kh, kw, 1, C * M)``."""
-    kh, kw, c, m = kernel.shape
-    return kernel.reshape(kh, kw, 1, c * m)
+def _taps(win, pos):
+    """``(tap, input position)`` of each kernel tap of output position ``pos`` that falls on
+    the input: input position ``pos * stride + tap * dilation - pad_before``."""
+    out = []
+    for tap in T.positions(win.kernel):
+        src = tuple(p * s + t * d - b for p, t, s, d, (b, _) in
+                    zip(pos, tap, win.strides, win.dilation, win.pads))
+        if all(0 <= i < n for i, n in zip(src, win.sizes)):
+            out.append((tap, src))
+    return out
 
 
-def _pool_windows_ref(x, geo, fill):
-    """Yield ``(index, window_values)`` over the window taps of the padded input."""
-    xp = _pad_cl(_to_cl(x, geo), geo.pads, fill)
-    for i, off in enumerate(np.ndindex(*geo.kernel)):
-        yield i, off, xp[_tap(off, geo)]
+def _groups(groups, cg, og):
+    """``(input channels, output channels)`` slices of each group."""
+    return [(slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)) for g in range(groups)]
 
 
-def _ref_max_pool(x, geo):
-    out = np.full((x.shape[0], *geo.out_sizes, geo.channels), -np.inf)
-    for _, _, patch in _pool_windows_ref(x, geo, -np.inf):
-        out = np.maximum(out, patch)
-    return _from_cl(out, geo)
+def _ref_conv(x, kernel, win, cl, groups):
+    """``out[n, p, o] = sum over taps t and the group's channels c of
+    x[n, p * s + t * d - pad, c] * kernel[t, c, o]``."""
+    o = kernel.shape[-1]
+    parts = _groups(groups, kernel.shape[-2], o // groups)
+    out = np.zeros(_arranged(x.shape[0], win.out, o, cl))
+    for pos in T.positions(win.out):
+        acc = out[_site(pos, cl)]
+        for tap, src in _taps(win, pos):
+            xv, w = x[_site(src, cl)], kernel[tap]
+            for ci, oi in parts:
+                acc[:, oi] += xv[:, ci] @ w[:, oi]
+    return out
 
 
-def _ref_max_pool_argmax(x, geo):
-    best = np.full((x.shape[0], *geo.out_sizes, geo.channels), -np.inf)
-    arg = np.zeros(best.shape, np.int64)
-    for i, _, patch in _pool_windows_ref(x, geo, -np.inf):
-        better = patch > best
-        best = np.where(better, patch, best)
-        arg = np.where(better, i, arg)
-    return arg
+def _ref_conv_input_grad(g, kernel, win, cl, groups):
+    """The adjoint of :func:`_ref_conv` in ``x``: each output position's ``g`` sent back
+    through the taps onto the input cells they read."""
+    c = kernel.shape[-2] * groups
+    parts = _groups(groups, kernel.shape[-2], kernel.shape[-1] // groups)
+    dx = np.zeros(_arranged(g.shape[0], win.sizes, c, cl))
+    for pos in T.positions(win.out):
+        gv = g[_site(pos, cl)]
+        for tap, src in _taps(win, pos):
+            cell, w = dx[_site(src, cl)], kernel[tap]
+            for ci, oi in parts:
+                cell[:, ci] += gv[:, oi] @ w[:, oi].T
+    return dx
 
 
-def _ref_pool_count(geo):
-    ones = np.ones((1, *geo.in_sizes, 1))
-    cnt = np.zeros((1, *geo.out_sizes, 1))
-    for off in np.ndindex(*geo.kernel):
-        cnt += _pad_cl(ones, geo.pads)[_tap(off, geo)]
-    return cnt
+def _ref_conv_kernel_grad(x, g, kernel_shape, win, cl, groups):
+    """The adjoint of :func:`_ref_conv` in the kernel: ``sum over n, p`` of input cell times
+    output gradient, for every tap."""
+    parts = _groups(groups, kernel_shape[-2], kernel_shape[-1] // groups)
+    dk = np.zeros(tuple(kernel_shape))
+    for pos in T.positions(win.out):
+        gv = g[_site(pos, cl)]
+        for tap, src in _taps(win, pos):
+            xv, cell = x[_site(src, cl)], dk[tap]
+            for ci, oi in parts:
+                cell[:, oi] += xv[:, ci].T @ gv[:, oi]
+    return dk
 
 
-def _ref_avg_pool(x, geo):
-    total = np.zeros((x.shape[0], *geo.out_sizes, geo.channels))
-    for _, _, patch in _pool_windows_ref(x, geo, 0.0):
-        total += patch
-    return _from_cl(total / _ref_pool_count(geo), geo)
+def _ref_depthwise(x, kernel, win, cl):
+    """``out[n, p, c * M + m] = sum over taps t of x[n, p * s + t * d - pad, c] *
+    kernel[t, c, m]``."""
+    n, c, m = x.shape[0], kernel.shape[2], kernel.shape[3]
+    out = np.zeros(_arranged(n, win.out, c * m, cl))
+    for pos in T.positions(win.out):
+        acc = out[_site(pos, cl)]
+        for tap, src in _taps(win, pos):
+            acc += (x[_site(src, cl)][:, :, None] * kernel[tap]).reshape(n, c * m)
+    return out
+
+
+def _ref_depthwise_input_grad(g, kernel, win, cl):
+    """The adjoint of :func:`_ref_depthwise` in ``x``."""
+    n, c, m = g.shape[0], kernel.shape[2], kernel.shape[3]
+    dx = np.zeros(_arranged(n, win.sizes, c, cl))
+    for pos in T.positions(win.out):
+        gv = g[_site(pos, cl)].reshape(n, c, m)
+        for tap, src in _taps(win, pos):
+            dx[_site(src, cl)] += (gv * kernel[tap]).sum(-1)
+    return dx
+
+
+def _ref_depthwise_kernel_grad(x, g, kernel_shape, win, cl):
+    """The adjoint of :func:`_ref_depthwise` in the kernel."""
+    n, c, m = x.shape[0], kernel_shape[2], kernel_shape[3]
+    dk = np.zeros(tuple(kernel_shape))
+    for pos in T.positions(win.out):
+        gv = g[_site(pos, cl)].reshape(n, c, m)
+        for tap, src in _taps(win, pos):
+            dk[tap] += (x[_site(src, cl)][:, :, None] * gv).sum(0)
+    return dk
+
+
+def _transposed_sizes(sizes, kernel, strides, dilation, padding, output_padding):
+    """Output sizes of ``conv2d_transpose`` by Keras' ``deconv_output_length``."""
+    rank = len(sizes)
+    s, d = _per_dim(strides, rank), _per_dim(dilation, rank)
+    op = None if output_padding is None else _per_dim(output_padding, rank)
+    explicit = None if isinstance(padding, str) else _explicit_pads(padding, rank)
+    out = []
+    for i, (n, k) in enumerate(zip(sizes, kernel)):
+        e = (k - 1) * d[i] + 1
+        cut = sum(explicit[i]) if explicit else (2 * (e // 2) if padding.lower() == "same"
+                                                 else 0)
+        if op is not None:
+            out.append((n - 1) * s[i] + e - cut + op[i])
+        elif explicit:
+            out.append((n - 1) * s[i] + e - cut)
+        else:
+            out.append(n * s[i] + (max(e - s[i], 0) if padding.lower() == "valid" else 0))
+    return tuple(out)
+
+
+def _pool_window(x_shape, pool_size, strides, padding, cl):
+    sizes = _spatial(x_shape, cl)
+    k = _per_dim(pool_size, len(sizes))
+    return _window(sizes, k, k if strides is None else strides, 1, padding)
+
+
+def _pool_cells(x, win, cl, pos):
+    """``(taps, cells)``: the window of output position ``pos`` and its input cells (each
+    ``(batch, channels)``), padding left out."""
+    taps = _taps(win, pos)
+    return taps, np.array([x[_site(src, cl)] for _, src in taps])
+
+
+def _ref_max_pool_first(x, win, cl, pos):
+    """``(taps, index)``: per (batch, channel) the index in ``taps`` of the window's first
+    maximum (row-major): a later cell takes over only if it is strictly greater."""
+    taps, cells = _pool_cells(x, win, cl, pos)
+    best, first = cells[0].copy(), np.zeros(cells[0].shape, np.int64)
+    for k in range(1, len(cells)):
+        better = cells[k] > best
+        best[better] = cells[k][better]
+        first[better] = k
+    return taps, first
+
+
+def _channels(shape, cl):
+    return shape[-1] if cl else shape[1]
+
+
+def _conv_reference(rank, op):
+    """The reference of ``conv1d`` (``rank`` 1) or ``conv2d``: :func:`_ref_conv` plus the
+    bias at every output position."""
+
+    def reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
+                  dilation_rate=1, groups=1, bias=None):
+        cl = data_format == "channels_last"
+        win = _window(_spatial(x.shape, cl), kernel.shape[:rank], strides, dilation_rate,
+                      padding)
+        y = _ref_conv(x, kernel, win, cl, groups)
+        if bias is not None:
+            for pos in T.positions(win.out):
+                y[_site(pos, cl)] += bias
+        return y
+    return reference
+
+
+def _tconv_reference(x, kernel, strides=1, padding="valid", output_padding=None,
+                     data_format="channels_last", dilation_rate=1):
+    """The input gradient of a convolution whose input has the transposed output's sizes."""
+    cl = data_format == "channels_last"
+    k = kernel.shape[:2]
+    sizes = _transposed_sizes(_spatial(x.shape, cl), k, strides, dilation_rate, padding,
+                              output_padding)
+    return _ref_conv_input_grad(x, kernel, _window(sizes, k, strides, dilation_rate, padding),
+                                cl, 1)
+
+
+def _dw_reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
+                  dilation_rate=1):
+    """:func:`_ref_depthwise` in the window of the arguments."""
+    cl = data_format == "channels_last"
+    win = _window(_spatial(x.shape, cl), kernel.shape[:2], strides, dilation_rate, padding)
+    return _ref_depthwise(x, kernel, win, cl)
+
+
+def _max_pool_reference(x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last"):
+    """The maximum of each window's input cells (padding never wins)."""
+    cl = data_format == "channels_last"
+    win = _pool_window(x.shape, pool_size, strides, padding, cl)
+    out = np.zeros(_arranged(x.shape[0], win.out, _channels(x.shape, cl), cl))
+    for pos in T.positions(win.out):
+        out[_site(pos, cl)] = _pool_cells(x, win, cl, pos)[1].max(axis=0)
+    return out
+
+
+def _avg_pool_reference(x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last"):
+    """The mean of each window's input cells (padding is not counted)."""
+    cl = data_format == "channels_last"
+    win = _pool_window(x.shape, pool_size, strides, padding, cl)
+    out = np.zeros(_arranged(x.shape[0], win.out, _channels(x.shape, cl), cl))
+    for pos in T.positions(win.out):
+        cells = _pool_cells(x, win, cl, pos)[1]
+        out[_site(pos, cl)] = sum(cells) / len(cells)
+    return out
+
+
+def _global_reference(fn):
+    """A reference reducing the spatial axes with ``fn`` over each group of elements."""
+
+    def reference(x, data_format="channels_last", keepdims=False):
+        x = np.asarray(x)
+        axes = range(1, x.ndim - 1) if data_format == "channels_last" else range(2, x.ndim)
+        return T.reduce(fn, x, tuple(axes), keepdims, np.float64)
+
+    return reference
 
 
 # ---- public op geometry wrappers (shape rules and references) ------------------------------
@@ -475,18 +646,6 @@ def _conv_rule(rank, op):
         _check_bias(bias, kernel[-1])
         return geo.out_shape(kernel[-1])
     return rule
-
-
-def _conv_reference(rank, op):
-    def reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
-                  dilation_rate=1, groups=1, bias=None):
-        geo = conv_geometry(x.shape, kernel.shape, strides, padding, data_format,
-                            dilation_rate, groups, rank, op)
-        y = _ref_conv(x, kernel, geo, groups)
-        if bias is not None:
-            y = y + (bias if geo.channels_last else bias.reshape((-1,) + (1,) * rank))
-        return y
-    return reference
 
 
 def _bias_grad(g, data_format):
@@ -658,13 +817,6 @@ def _tconv_rule(x, kernel, strides=1, padding="valid", output_padding=None,
     return out_shape
 
 
-def _tconv_reference(x, kernel, strides=1, padding="valid", output_padding=None,
-                     data_format="channels_last", dilation_rate=1):
-    geo, _ = conv_transpose_geometry(x.shape, kernel.shape, strides, padding, output_padding,
-                                     data_format, dilation_rate)
-    return _ref_conv_backprop_input(x, kernel, geo, 1)
-
-
 def _tconv_grad(g, out, x, kernel, strides, padding, output_padding, data_format,
                 dilation_rate):
     return (
@@ -724,13 +876,6 @@ def _dw_rule(x, kernel, strides=1, padding="valid", data_format="channels_last",
     return geo.out_shape(kernel[2] * kernel[3])
 
 
-def _dw_reference(x, kernel, strides=1, padding="valid", data_format="channels_last",
-                  dilation_rate=1):
-    geo = depthwise_geometry(x.shape, kernel.shape, strides, padding, data_format,
-                             dilation_rate)
-    return _ref_conv(x, _dw_kernel(kernel), geo, kernel.shape[2])
-
-
 def _dw_grad(g, out, x, kernel, strides, padding, data_format, dilation_rate):
     return (
         ops.depthwise_conv2d_backprop_input(g, kernel, ops.shape(x), strides, padding,
@@ -773,16 +918,6 @@ defop("depthwise_conv2d",
 # ---- pooling ------------------------------------------------------------------------------
 def _pool_rule(x, pool_size, strides=None, padding="valid", data_format="channels_last"):
     return pool_geometry(x, pool_size, strides, padding, data_format).out_shape()
-
-
-def _max_pool_reference(x, pool_size, strides=None, padding="valid",
-                        data_format="channels_last"):
-    return _ref_max_pool(x, pool_geometry(x.shape, pool_size, strides, padding, data_format))
-
-
-def _avg_pool_reference(x, pool_size, strides=None, padding="valid",
-                        data_format="channels_last"):
-    return _ref_avg_pool(x, pool_geometry(x.shape, pool_size, strides, padding, data_format))
 
 
 # (name, x shape channels-last, pool_size, strides, padding, data_format)
@@ -873,8 +1008,7 @@ def _global_max_impl(x, data_format="channels_last", keepdims=False):
 
 defop("global_avg_pool", "x, data_format='channels_last', keepdims=False", kind=COMPOSITE,
       impl=_global_avg_impl, float_inputs=True, shape_rule=_global_rule,
-      reference=lambda x, data_format="channels_last", keepdims=False: np.mean(
-          x, axis=_global_axes(x.ndim, data_format), keepdims=keepdims),
+      reference=_global_reference(lambda g: T.fsum(g) / len(g)),
       samples=_global_samples, dtypes=FLOATS, tol="reduction",
       export={"onnx": "GlobalAveragePool"},
       doc="""Mean over every spatial axis: ``(batch, *spatial, channels)`` ->
@@ -882,8 +1016,7 @@ defop("global_avg_pool", "x, data_format='channels_last', keepdims=False", kind=
 
 defop("global_max_pool", "x, data_format='channels_last', keepdims=False", kind=COMPOSITE,
       impl=_global_max_impl, float_inputs=True, shape_rule=_global_rule,
-      reference=lambda x, data_format="channels_last", keepdims=False: np.max(
-          x, axis=_global_axes(x.ndim, data_format), keepdims=keepdims),
+      reference=_global_reference(T.nan_max),
       samples=_global_samples, dtypes=FLOATS, tol="exact", export={"onnx": "GlobalMaxPool"},
       doc="""Maximum over every spatial axis: ``(batch, *spatial, channels)`` ->
       ``(batch, channels)`` (``keepdims``: spatial axes kept with size 1).""")
@@ -935,9 +1068,11 @@ def _bi_rule(g, kernel, input_shape, strides=1, padding="valid",
 
 def _bi_reference(g, kernel, input_shape, strides=1, padding="valid",
                   data_format="channels_last", dilation_rate=1, groups=1):
-    geo = bi_geometry(g.shape, kernel.shape, input_shape, strides, padding, data_format,
-                      dilation_rate, groups)
-    return _ref_conv_backprop_input(g, kernel, geo, groups)
+    """:func:`_ref_conv_input_grad` in the forward convolution's window."""
+    cl = data_format == "channels_last"
+    win = _window(_spatial(input_shape, cl), kernel.shape[:-2], strides, dilation_rate,
+                  padding)
+    return _ref_conv_input_grad(g, kernel, win, cl, groups)
 
 
 def _bi_grad(h, out, g, kernel, input_shape, strides, padding, data_format, dilation_rate,
@@ -958,9 +1093,11 @@ def _bk_rule(x, g, kernel_shape, strides=1, padding="valid", data_format="channe
 
 def _bk_reference(x, g, kernel_shape, strides=1, padding="valid", data_format="channels_last",
                   dilation_rate=1, groups=1):
-    geo = bk_geometry(x.shape, g.shape, kernel_shape, strides, padding, data_format,
-                      dilation_rate, groups)
-    return _ref_conv_backprop_kernel(x, g, _full_shape(kernel_shape), geo, groups)
+    """:func:`_ref_conv_kernel_grad` in the forward convolution's window."""
+    cl = data_format == "channels_last"
+    kernel_shape = tuple(int(v) for v in kernel_shape)
+    win = _window(_spatial(x.shape, cl), kernel_shape[:-2], strides, dilation_rate, padding)
+    return _ref_conv_kernel_grad(x, g, kernel_shape, win, cl, groups)
 
 
 def _bk_grad(h, out, x, g, kernel_shape, strides, padding, data_format, dilation_rate, groups):
@@ -1026,9 +1163,10 @@ def _dw_bi_rule(g, kernel, input_shape, strides=1, padding="valid",
 
 def _dw_bi_reference(g, kernel, input_shape, strides=1, padding="valid",
                      data_format="channels_last", dilation_rate=1):
-    geo = dw_bi_geometry(g.shape, kernel.shape, input_shape, strides, padding, data_format,
-                         dilation_rate)
-    return _ref_conv_backprop_input(g, _dw_kernel(kernel), geo, kernel.shape[2])
+    """:func:`_ref_depthwise_input_grad` in the forward convolution's window."""
+    cl = data_format == "channels_last"
+    win = _window(_spatial(input_shape, cl), kernel.shape[:2], strides, dilation_rate, padding)
+    return _ref_depthwise_input_grad(g, kernel, win, cl)
 
 
 def _dw_bi_grad(h, out, g, kernel, input_shape, strides, padding, data_format, dilation_rate):
@@ -1047,12 +1185,11 @@ def _dw_bk_rule(x, g, kernel_shape, strides=1, padding="valid", data_format="cha
 
 def _dw_bk_reference(x, g, kernel_shape, strides=1, padding="valid",
                      data_format="channels_last", dilation_rate=1):
-    kernel_shape = _full_shape(kernel_shape, "kernel_shape")
-    geo = dw_bk_geometry(x.shape, g.shape, kernel_shape, strides, padding, data_format,
-                         dilation_rate)
-    kh, kw, c, m = kernel_shape
-    k = _ref_conv_backprop_kernel(x, g, (kh, kw, 1, c * m), geo, c)
-    return k.reshape(kernel_shape)
+    """:func:`_ref_depthwise_kernel_grad` in the forward convolution's window."""
+    cl = data_format == "channels_last"
+    kernel_shape = tuple(int(v) for v in kernel_shape)
+    win = _window(_spatial(x.shape, cl), kernel_shape[:2], strides, dilation_rate, padding)
+    return _ref_depthwise_kernel_grad(x, g, kernel_shape, win, cl)
 
 
 def _dw_bk_grad(h, out, x, g, kernel_shape, strides, padding, data_format, dilation_rate):
@@ -1110,13 +1247,15 @@ def _mp_rule(x, g, pool_size, strides=None, padding="valid", data_format="channe
 
 
 def _mp_reference(x, g, pool_size, strides=None, padding="valid", data_format="channels_last"):
-    geo = pool_geometry(x.shape, pool_size, strides, padding, data_format)
-    arg = _ref_max_pool_argmax(x, geo)
-    g = _to_cl(g, geo)
-    xp = np.zeros((x.shape[0], *geo.padded_sizes, geo.channels))
-    for i, off in enumerate(np.ndindex(*geo.kernel)):
-        xp[_tap(off, geo)] += np.where(arg == i, g, 0.0)
-    return _from_cl(_crop(xp, geo), geo)
+    """Each window's ``g`` added at the window's first maximum."""
+    cl = data_format == "channels_last"
+    win = _pool_window(x.shape, pool_size, strides, padding, cl)
+    dx = np.zeros(x.shape)
+    for pos in T.positions(win.out):
+        taps, first = _ref_max_pool_first(x, win, cl, pos)
+        for k, (_, src) in enumerate(taps):
+            dx[_site(src, cl)] += g[_site(pos, cl)] * (first == k)
+    return dx
 
 
 def _mp_grad(h, out, x, g, pool_size, strides, padding, data_format):
@@ -1130,13 +1269,15 @@ def _ms_rule(x, h, pool_size, strides=None, padding="valid", data_format="channe
 
 
 def _ms_reference(x, h, pool_size, strides=None, padding="valid", data_format="channels_last"):
-    geo = pool_geometry(x.shape, pool_size, strides, padding, data_format)
-    arg = _ref_max_pool_argmax(x, geo)
-    hp = _pad_cl(_to_cl(h, geo), geo.pads)
-    out = np.zeros(arg.shape)
-    for i, off in enumerate(np.ndindex(*geo.kernel)):
-        out += np.where(arg == i, hp[_tap(off, geo)], 0.0)
-    return _from_cl(out, geo)
+    """For each window, ``h`` at the window's first maximum of ``x``."""
+    cl = data_format == "channels_last"
+    win = _pool_window(x.shape, pool_size, strides, padding, cl)
+    out = np.zeros(_arranged(x.shape[0], win.out, _channels(x.shape, cl), cl))
+    for pos in T.positions(win.out):
+        taps, first = _ref_max_pool_first(x, win, cl, pos)
+        out[_site(pos, cl)] = sum(h[_site(src, cl)] * (first == k)
+                                  for k, (_, src) in enumerate(taps))
+    return out
 
 
 def _ms_grad(g, out, x, h, pool_size, strides, padding, data_format):
@@ -1185,12 +1326,16 @@ def _ap_rule(g, input_shape, pool_size, strides=None, padding="valid",
 
 def _ap_reference(g, input_shape, pool_size, strides=None, padding="valid",
                   data_format="channels_last"):
-    geo = pool_geometry(_full_shape(input_shape), pool_size, strides, padding, data_format)
-    g = _to_cl(g, geo) / _ref_pool_count(geo)
-    xp = np.zeros((g.shape[0], *geo.padded_sizes, geo.channels))
-    for off in np.ndindex(*geo.kernel):
-        xp[_tap(off, geo)] += g
-    return _from_cl(_crop(xp, geo), geo)
+    """Each window's ``g`` divided by its number of input cells, spread over them."""
+    cl = data_format == "channels_last"
+    input_shape = tuple(int(v) for v in input_shape)
+    win = _pool_window(input_shape, pool_size, strides, padding, cl)
+    dx = np.zeros(input_shape)
+    for pos in T.positions(win.out):
+        taps = _taps(win, pos)
+        for _, src in taps:
+            dx[_site(src, cl)] += g[_site(pos, cl)] / len(taps)
+    return dx
 
 
 def _ap_grad(h, out, g, input_shape, pool_size, strides, padding, data_format):

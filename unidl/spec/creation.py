@@ -22,6 +22,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec.core import Sample, ShapeMismatch, defop
 from unidl.spec.rules import same_shape
 
@@ -78,6 +79,24 @@ def _std_or(dtype, default):
     return _dt.standardize(dtype) if dtype is not None else default
 
 
+# ---- float64 references: filled element by element (see unidl/spec/_textbook.py) ---------
+def _converted(v, dtype):
+    """Python scalar ``v`` converted as ``cast`` defines: to float; to an integer dtype by
+    truncation toward zero (wrapping around its range); to bool as ``v != 0``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return float(v)
+    if dtype.kind == "b":
+        return v != 0
+    return T.wrap(math.trunc(v), dtype)
+
+
+def _filled(shape, value, dtype):
+    """An array of ``shape`` whose every element is ``value`` converted to ``dtype``."""
+    shape = _as_shape(shape)
+    return T.finish([_converted(value, dtype)] * math.prod(shape), shape, dtype)
+
+
 def arange_length(start, stop, step) -> int:
     """Number of elements of ``arange(start, stop, step)`` (``stop=None``: ``range(start)``)."""
     if stop is None:
@@ -111,13 +130,13 @@ def _shape_samples(dtype, rng):
 
 defop("zeros", "shape, dtype=None", tensors=(), dtype_rule="dtype_arg",
       shape_rule=lambda shape, dtype=None: _as_shape(shape),
-      reference=lambda shape, dtype: np.zeros(_as_shape(shape), _ref_dtype(dtype)),
+      reference=lambda shape, dtype: _filled(shape, 0, _ref_dtype(dtype)),
       differentiable=False, samples=_no_grad_samples(_shape_samples), dtypes=ALL, tol="exact",
       doc="A tensor of ``shape`` filled with zeros (``dtype`` default ``float32``).")
 
 defop("ones", "shape, dtype=None", tensors=(), dtype_rule="dtype_arg",
       shape_rule=lambda shape, dtype=None: _as_shape(shape),
-      reference=lambda shape, dtype: np.ones(_as_shape(shape), _ref_dtype(dtype)),
+      reference=lambda shape, dtype: _filled(shape, 1, _ref_dtype(dtype)),
       differentiable=False, samples=_no_grad_samples(_shape_samples), dtypes=ALL, tol="exact",
       doc="A tensor of ``shape`` filled with ones (``dtype`` default ``float32``).")
 
@@ -144,8 +163,9 @@ def _full_samples(dtype, rng):
 
 
 def _full_reference(shape, fill_value, dtype):
+    """``fill_value`` converted to the dtype, in every element."""
     d = _scalar_dtype(fill_value) if dtype is None else dtype
-    return np.full(_as_shape(shape), fill_value).astype(_ref_dtype(d))
+    return _filled(shape, fill_value, _ref_dtype(d))
 
 
 defop("full", "shape, fill_value, dtype=None", tensors=(),
@@ -184,19 +204,20 @@ def _like_dtype(x, *rest):
 
 
 defop("zeros_like", "x, dtype=None", dtype_rule=_like_dtype, shape_rule=same_shape,
-      reference=lambda x, dtype: np.zeros(np.shape(x), _ref_dtype(_std_or(dtype, x.dtype))),
+      reference=lambda x, dtype: _filled(np.shape(x), 0, _ref_dtype(_std_or(dtype, x.dtype))),
       differentiable=False, samples=_no_grad_samples(_like_samples()), dtypes=ALL, tol="exact",
       doc="Zeros with the shape of ``x`` (dtype: ``dtype`` or that of ``x``).")
 
 defop("ones_like", "x, dtype=None", dtype_rule=_like_dtype, shape_rule=same_shape,
-      reference=lambda x, dtype: np.ones(np.shape(x), _ref_dtype(_std_or(dtype, x.dtype))),
+      reference=lambda x, dtype: _filled(np.shape(x), 1, _ref_dtype(_std_or(dtype, x.dtype))),
       differentiable=False, samples=_no_grad_samples(_like_samples()), dtypes=ALL, tol="exact",
       doc="Ones with the shape of ``x`` (dtype: ``dtype`` or that of ``x``).")
 
 
 def _full_like_reference(x, fill_value, dtype):
+    """``fill_value`` converted to the dtype, in every element of ``x``'s shape."""
     d = _std_or(dtype, x.dtype)
-    return np.full(np.shape(x), fill_value).astype(_ref_dtype(d))
+    return _filled(np.shape(x), fill_value, _ref_dtype(d))
 
 
 defop("full_like", "x, fill_value, dtype=None", dtype_rule=_like_dtype, shape_rule=same_shape,
@@ -214,10 +235,12 @@ def _arange_dtype(start, stop=None, step=1, dtype=None):
 
 
 def _arange_reference(start, stop, step, dtype):
+    """``start + i * step`` for ``i < ceil((stop - start) / step)``, then converted."""
     if stop is None:
         start, stop = 0, start
-    d = _arange_dtype(start, stop, step, dtype)
-    return np.arange(start, stop, step, dtype=np.float64).astype(_ref_dtype(d))
+    d = _ref_dtype(_arange_dtype(start, stop, step, dtype))
+    n = max(0, math.ceil((stop - start) / step))
+    return T.finish([_converted(start + i * step, d) for i in range(n)], (n,), d)
 
 
 def _arange_samples(dtype, rng):
@@ -250,8 +273,15 @@ defop("arange", "start, stop=None, step=1, dtype=None", tensors=(), dtype_rule=_
 
 
 def _linspace_reference(start, stop, num, endpoint, dtype):
-    out = np.linspace(start, stop, num, endpoint=endpoint, dtype=np.float64)
-    return out.astype(_ref_dtype(dtype))
+    """``start + i * (stop - start) / div`` (``div``: ``num - 1`` with the endpoint, which is
+    ``stop`` exactly, else ``num``)."""
+    num = int(num)
+    div = num - 1 if endpoint else num
+    values = [start + i * (stop - start) / div for i in range(num)] if div else [start] * num
+    if endpoint and num > 1:
+        values[-1] = stop
+    d = _ref_dtype(dtype)
+    return T.finish([_converted(v, d) for v in values], (num,), d)
 
 
 def _linspace_samples(dtype, rng):
@@ -275,6 +305,13 @@ defop("linspace", "start, stop, num=50, endpoint=True, dtype=None", tensors=(),
       toward minus infinity, as NumPy does).""")
 
 
+def _eye_reference(n, m, k, dtype):
+    """Ones where ``column - row == k``, zeros elsewhere."""
+    shape = (int(n), int(n if m is None else m))
+    d = _ref_dtype(dtype)
+    return T.build(shape, lambda idx: _converted(int(idx[1] - idx[0] == k), d), d)
+
+
 def _eye_samples(dtype, rng):
     return [Sample((3, None, 0, dtype), name="3x3"), Sample((2, 4, 1, dtype), name="2x4_k1"),
             Sample((4, 3, -1, dtype), name="4x3_k-1"), Sample((0, None, 0, dtype), name="empty"),
@@ -283,7 +320,7 @@ def _eye_samples(dtype, rng):
 
 defop("eye", "n, m=None, k=0, dtype=None", tensors=(), dtype_rule="dtype_arg",
       shape_rule=lambda n, m=None, k=0, dtype=None: (int(n), int(n if m is None else m)),
-      reference=lambda n, m, k, dtype: np.eye(n, m, k).astype(_ref_dtype(dtype)),
+      reference=_eye_reference,
       differentiable=False, samples=_no_grad_samples(_eye_samples), dtypes=ALL, tol="exact",
       doc="An ``n x m`` matrix (``m`` default ``n``) with ones on diagonal ``k``, else zeros.")
 
@@ -296,10 +333,10 @@ def _cast_grad(g, out, x, dtype):
 
 
 def _cast_reference(x, dtype):
-    dtype = _dt.standardize(dtype)
-    if _dt.is_float(dtype):
-        return np.asarray(x, np.float64)
-    return np.asarray(x).astype(np.dtype(dtype))
+    """Each element converted with :func:`_converted` (floats are kept in float64)."""
+    d = _ref_dtype(dtype)
+    x = np.asarray(x)
+    return T.finish([_converted(v, d) for v in T.flat_values(x)], x.shape, d)
 
 
 def _cast_samples(dtype, rng):
@@ -341,7 +378,8 @@ defop("cast", "x, dtype", dtype_rule="dtype_arg", shape_rule=same_shape,
       either dtype is not a float.""")
 
 
-defop("stop_gradient", "x", shape_rule=same_shape, reference=lambda x: np.array(x, copy=True),
+defop("stop_gradient", "x", shape_rule=same_shape,
+      reference=lambda x: T.gather(x, np.shape(x), lambda idx: idx),
       grad=lambda g, out, x: (None,),
       samples=lambda dtype, rng: [Sample((s,), name=n, grad=False) for n, s in (
           ("3x4", _rand(rng, (3, 4), dtype)), ("empty", _rand(rng, (0,), dtype)))],

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import Sample, defop
 from unidl.spec.rules import broadcast_rule, same_shape
@@ -35,6 +36,100 @@ NUMERIC = ALL[1:]
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+# ---- float64 references: element by element on Python scalars ----------------------------
+# Independent of every kernel: Python's float and int arithmetic and the ``math`` module, with
+# the IEEE special values written out where Python raises (see unidl/spec/_textbook.py).
+def _elementwise(fn, dtype=None):
+    """A reference applying ``fn`` to the Python scalars of its broadcast arguments.
+
+    The result has ``dtype`` (default: float64 for float inputs, else the inputs' dtype, with
+    integer results wrapped around into its range as fixed-width arithmetic does).
+    """
+
+    def reference(*arrays):
+        return T.pointwise(fn, *arrays, dtype=dtype)
+
+    reference.__doc__ = fn.__doc__
+    return reference
+
+
+def _math_fn(fn):
+    """A reference for ``math.<fn>`` (IEEE results where ``math`` raises: inf, NaN)."""
+    return _elementwise(lambda v: T.ieee(fn, float(v)), np.float64)
+
+
+def _floor_div(a, b):
+    """``a // b``; a zero float divisor gives NumPy's IEEE ``a / 0`` (Python raises)."""
+    if isinstance(a, float) and b == 0:
+        return T.div(a, b)
+    return a // b
+
+
+def _mod(a, b):
+    """``a % b`` with the divisor's sign; a zero float divisor gives NaN (Python raises)."""
+    if isinstance(a, float) and b == 0:
+        return T.NAN
+    return a % b
+
+
+def _odd_integer(v) -> bool:
+    return math.isfinite(v) and v == math.floor(v) and v % 2 == 1
+
+
+def _pow(a, b):
+    """``a ** b``: exact for integers; ``math.pow`` (C99 Annex F) for floats, with the
+    overflow and pole cases Python raises on written out."""
+    if not isinstance(a, float):
+        return a ** b
+    try:
+        return math.pow(a, b)
+    except OverflowError:  # negative only for a negative base and an odd integer exponent
+        return -T.INF if a < 0 and _odd_integer(b) else T.INF
+    except ValueError:
+        if a == 0:  # the pole 0 ** negative: -inf only for -0.0 and an odd exponent
+            return math.copysign(T.INF, a) if _odd_integer(b) else T.INF
+        return T.NAN  # a negative base with a non-integer exponent
+
+
+def _sign(v):
+    if v != v:
+        return v
+    return type(v)((v > 0) - (v < 0))
+
+
+def _rounding(fn):
+    """floor/ceil/round of a float (``round`` is Python's: half to even); inf, NaN kept."""
+    return _elementwise(lambda v: float(fn(v)) if math.isfinite(v) else v, np.float64)
+
+
+def _max2(a, b):
+    """The larger of ``a`` and ``b``; NaN if either is NaN."""
+    return T.NAN if a != a or b != b else max(a, b)
+
+
+def _min2(a, b):
+    """The smaller of ``a`` and ``b``; NaN if either is NaN."""
+    return T.NAN if a != a or b != b else min(a, b)
+
+
+def _log(v):
+    return -T.INF if v == 0 else T.ieee(math.log, v)
+
+
+def _log1p(v):
+    return -T.INF if v == -1 else T.ieee(math.log1p, v)
+
+
+def _sqrt(v):
+    return T.ieee(math.sqrt, v)
+
+
+_LOG = _elementwise(_log, np.float64)
+_SQRT = _elementwise(_sqrt, np.float64)
+_SIN = _math_fn(math.sin)
+_TANH = _math_fn(math.tanh)
 
 
 def _is_float(dtype: str) -> bool:
@@ -76,16 +171,18 @@ def _combine(*gens):
 
 # ---- arithmetic -------------------------------------------------------------------------
 defop("add", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcast_rule,
-      reference=np.add, grad=lambda g, out, x, y: (g, g), samples=S.binary(),
+      reference=_elementwise(lambda a, b: a + b), grad=lambda g, out, x, y: (g, g),
+      samples=S.binary(),
       dtypes=NUMERIC, export={"onnx": "Add"}, doc="Elementwise ``x + y`` with broadcasting.")
 
 defop("subtract", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcast_rule,
-      reference=np.subtract, grad=lambda g, out, x, y: (g, ops.negative(g)),
+      reference=_elementwise(lambda a, b: a - b),
+      grad=lambda g, out, x, y: (g, ops.negative(g)),
       samples=S.binary(), dtypes=NUMERIC, export={"onnx": "Sub"},
       doc="Elementwise ``x - y`` with broadcasting (unsigned integers wrap around).")
 
 defop("multiply", "x, y", tensors="x, y", dtype_rule="same", shape_rule=broadcast_rule,
-      reference=np.multiply,
+      reference=_elementwise(lambda a, b: a * b),
       grad=lambda g, out, x, y: (ops.multiply(g, y), ops.multiply(g, x)),
       samples=S.binary(), dtypes=NUMERIC, export={"onnx": "Mul"},
       doc="Elementwise ``x * y`` with broadcasting.")
@@ -97,7 +194,8 @@ def _divide_grad(g, out, x, y):
 
 
 defop("divide", "x, y", tensors="x, y", float_inputs=True, shape_rule=broadcast_rule,
-      reference=np.true_divide, grad=_divide_grad, samples=S.binary(avoid_zero_rhs=True),
+      reference=_elementwise(lambda a, b: T.div(float(a), float(b)), np.float64),
+      grad=_divide_grad, samples=S.binary(avoid_zero_rhs=True),
       dtypes=NUMERIC, export={"onnx": "Div"},
       doc="""Elementwise true division ``x / y`` with broadcasting.
 
@@ -139,14 +237,14 @@ def _floor_samples(dtype, rng):
 
 
 defop("floor_divide", "x, y", tensors="x, y", shape_rule=broadcast_rule,
-      reference=np.floor_divide, differentiable=False, samples=_floor_samples,
+      reference=_elementwise(_floor_div), differentiable=False, samples=_floor_samples,
       dtypes=NUMERIC, doc="""Elementwise ``floor(x / y)`` (Python's ``//``) with broadcasting.
 
       Rounds toward minus infinity for integers and floats alike (``-7 // 2 == -4``); special
       values follow NumPy (``inf // 2`` is ``nan``, ``-1 // inf`` is ``-1``). Piecewise
       constant: not differentiable.""")
 
-defop("mod", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.mod,
+defop("mod", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=_elementwise(_mod),
       grad=lambda g, out, x, y: (g, ops.negative(ops.multiply(g, ops.floor_divide(x, y)))),
       samples=_floor_samples, dtypes=NUMERIC, export={"onnx": "Mod"},
       doc="""Elementwise remainder of floor division, ``x - y * floor(x / y)`` (Python's ``%``).
@@ -154,7 +252,7 @@ defop("mod", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.mod
       The result has the sign of the divisor ``y`` (``mod(-7, 2) == 1``,
       ``mod(7, -2) == -1``), for integers and floats alike.""")
 
-defop("negative", "x", shape_rule=same_shape, reference=np.negative,
+defop("negative", "x", shape_rule=same_shape, reference=_elementwise(lambda v: -v),
       grad=lambda g, out, x: (ops.negative(g),), samples=S.unary(), dtypes=NUMERIC,
       export={"onnx": "Neg"}, doc="Elementwise ``-x`` (unsigned integers wrap around).")
 
@@ -191,7 +289,7 @@ def _power_samples(dtype, rng):
     return out
 
 
-defop("power", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.power,
+defop("power", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=_elementwise(_pow),
       grad=_power_grad, samples=_power_samples, dtypes=NUMERIC, export={"onnx": "Pow"},
       doc="""Elementwise ``x ** y`` with broadcasting.
 
@@ -208,45 +306,45 @@ def _math(name, reference, grad, samples, onnx=None, doc=""):
           export={"onnx": onnx} if onnx else {}, doc=doc)
 
 
-defop("exp", "x", float_inputs=True, shape_rule=same_shape, reference=np.exp,
+defop("exp", "x", float_inputs=True, shape_rule=same_shape, reference=_math_fn(math.exp),
       grad=lambda g, out, x: (ops.multiply(g, out),), samples=S.unary(-5, 5),
       dtypes=FLOATS, export={"onnx": "Exp"}, doc="Elementwise ``e ** x``.")
 
-_math("log", np.log, lambda g, out, x: (ops.divide(g, x),), S.unary(0.1, 5.0), "Log",
+_math("log", _LOG, lambda g, out, x: (ops.divide(g, x),), S.unary(0.1, 5.0), "Log",
       "Elementwise natural logarithm (``nan`` below 0, ``-inf`` at 0).")
-_math("log1p", np.log1p, lambda g, out, x: (ops.divide(g, ops.add(x, 1)),),
+_math("log1p", _elementwise(_log1p, np.float64), lambda g, out, x: (ops.divide(g, ops.add(x, 1)),),
       S.unary(-0.9, 5.0), None, "Elementwise ``log(1 + x)``, accurate for small ``x``.")
-_math("expm1", np.expm1, lambda g, out, x: (ops.multiply(g, ops.add(out, 1)),),
+_math("expm1", _math_fn(math.expm1), lambda g, out, x: (ops.multiply(g, ops.add(out, 1)),),
       S.unary(-5.0, 3.0), None, "Elementwise ``exp(x) - 1``, accurate for small ``x``.")
-_math("sqrt", np.sqrt, lambda g, out, x: (ops.divide(g, ops.multiply(out, 2)),),
+_math("sqrt", _SQRT, lambda g, out, x: (ops.divide(g, ops.multiply(out, 2)),),
       S.unary(0.1, 5.0), "Sqrt", "Elementwise square root (``nan`` below 0).")
-_math("rsqrt", lambda x: 1.0 / np.sqrt(x),
+_math("rsqrt", _elementwise(lambda v: T.div(1.0, _sqrt(v)), np.float64),
       lambda g, out, x: (ops.multiply(ops.multiply(g, -0.5),
                                       ops.multiply(out, ops.square(out))),),
       S.unary(0.1, 5.0), None, "Elementwise ``1 / sqrt(x)``.")
-_math("reciprocal", np.reciprocal,
+_math("reciprocal", _elementwise(lambda v: T.div(1.0, float(v)), np.float64),
       lambda g, out, x: (ops.negative(ops.multiply(g, ops.square(out))),),
       S.unary(avoid_zero=True), "Reciprocal",
       "Elementwise ``1 / x`` (integer inputs are converted to the default float first).")
 
-defop("square", "x", shape_rule=same_shape, reference=np.square,
+defop("square", "x", shape_rule=same_shape, reference=_elementwise(lambda v: v * v),
       grad=lambda g, out, x: (ops.multiply(g, ops.multiply(x, 2)),), samples=S.unary(),
       dtypes=NUMERIC, doc="Elementwise ``x * x``.")
 
-defop("abs", "x", shape_rule=same_shape, reference=np.abs,
+defop("abs", "x", shape_rule=same_shape, reference=_elementwise(abs),
       grad=lambda g, out, x: (ops.multiply(g, ops.sign(x)),), samples=S.unary(),
       dtypes=NUMERIC, export={"onnx": "Abs"},
       doc="Elementwise ``|x|``; the gradient is ``sign(x)`` (0 at 0).")
 
-defop("sign", "x", shape_rule=same_shape, reference=np.sign, differentiable=False,
+defop("sign", "x", shape_rule=same_shape, reference=_elementwise(_sign), differentiable=False,
       samples=S.unary(), dtypes=NUMERIC, tol="exact", export={"onnx": "Sign"},
       doc="Elementwise sign: -1, 0 or 1 (``nan`` for ``nan``). Not differentiable.")
 
 _HALVES = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, -3.5, 0.49, -0.51])
 for _name, _ref, _onnx, _doc in (
-        ("floor", np.floor, "Floor", "Elementwise largest integer ``<= x``."),
-        ("ceil", np.ceil, "Ceil", "Elementwise smallest integer ``>= x``."),
-        ("round", np.round, "Round",
+        ("floor", _rounding(math.floor), "Floor", "Elementwise largest integer ``<= x``."),
+        ("ceil", _rounding(math.ceil), "Ceil", "Elementwise smallest integer ``>= x``."),
+        ("round", _rounding(round), "Round",
          "Elementwise rounding to the nearest integer, ties to even (``round(2.5) == 2``).")):
     defop(_name, "x", float_inputs=True, shape_rule=same_shape, reference=_ref,
           differentiable=False, samples=S.unary(-5.0, 5.0, extra=[(_HALVES.copy(),)]),
@@ -270,22 +368,36 @@ _MINMAX_DOC = """Elementwise {what} of ``x`` and ``y`` with broadcasting; NaN pr
       Gradient: ``g`` goes to the {which} argument; at ties (``x == y``) it is split equally,
       ``g / 2`` to each (as PyTorch does; TensorFlow gives it all to ``x``)."""
 
-defop("maximum", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.maximum,
+defop("maximum", "x, y", tensors="x, y", shape_rule=broadcast_rule,
+      reference=_elementwise(_max2),
       grad=_maximum_grad, samples=_combine(S.binary(), _int_grid(-2, 2)), dtypes=ALL,
       export={"onnx": "Max"}, doc=_MINMAX_DOC.format(what="maximum", which="larger"))
 
-defop("minimum", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=np.minimum,
+defop("minimum", "x, y", tensors="x, y", shape_rule=broadcast_rule,
+      reference=_elementwise(_min2),
       grad=_minimum_grad, samples=_combine(S.binary(), _int_grid(-2, 2)), dtypes=ALL,
       export={"onnx": "Min"}, doc=_MINMAX_DOC.format(what="minimum", which="smaller"))
 
 
 def _clip_reference(x, x_min, x_max):
-    out = x
-    if x_min is not None:
-        out = np.maximum(out, x_min)
-    if x_max is not None:
-        out = np.minimum(out, x_max)
-    return np.array(out, copy=True)
+    """``min(max(x, x_min), x_max)`` element by element (NaN propagates; ``None``: no bound)."""
+    bounds = [b for b in (x_min, x_max) if b is not None]
+
+    def clip_one(v, *b):
+        b = list(b)
+        if x_min is not None:
+            v = _max2(v, b.pop(0))
+        if x_max is not None:
+            v = _min2(v, b.pop(0))
+        return v
+
+    return T.pointwise(clip_one, x, *bounds)
+
+
+def _where_reference(condition, x, y):
+    """``x`` where ``condition`` is nonzero, else ``y``, element by element."""
+    return T.pointwise(lambda c, a, b: a if c else b, condition, x, y,
+                       dtype=T.result_dtype(x, y))
 
 
 def _clip_grad(g, out, x, x_min, x_max):
@@ -358,7 +470,7 @@ def _where_samples(dtype, rng):
 
 
 defop("where", "condition, x, y", tensors="condition, x, y", promote="x, y",
-      shape_rule=broadcast_rule, reference=lambda c, x, y: np.where(np.asarray(c, bool), x, y),
+      shape_rule=broadcast_rule, reference=_where_reference,
       grad=lambda g, out, c, x, y: (None, ops.where(c, g, 0), ops.where(c, 0, g)),
       samples=_where_samples, dtypes=ALL, tol="exact", export={"onnx": "Where"},
       doc="""Elementwise ``x`` where ``condition`` is true, else ``y``, all three broadcast.
@@ -368,20 +480,19 @@ defop("where", "condition, x, y", tensors="condition, x, y", promote="x, y",
 
 
 # ---- trigonometry and friends -----------------------------------------------------------
-_math("sin", np.sin, lambda g, out, x: (ops.multiply(g, ops.cos(x)),), S.unary(-5.0, 5.0),
+_math("sin", _SIN, lambda g, out, x: (ops.multiply(g, ops.cos(x)),), S.unary(-5.0, 5.0),
       "Sin", "Elementwise sine.")
-_math("cos", np.cos, lambda g, out, x: (ops.negative(ops.multiply(g, ops.sin(x))),),
+_math("cos", _math_fn(math.cos), lambda g, out, x: (ops.negative(ops.multiply(g, ops.sin(x))),),
       S.unary(-5.0, 5.0), "Cos", "Elementwise cosine.")
-_math("tan", np.tan, lambda g, out, x: (ops.multiply(g, ops.add(ops.square(out), 1)),),
+_math("tan", _math_fn(math.tan), lambda g, out, x: (ops.multiply(g, ops.add(ops.square(out), 1)),),
       S.unary(-1.2, 1.2), "Tan", "Elementwise tangent.")
-_math("tanh", np.tanh, lambda g, out, x: (ops.multiply(g, ops.subtract(1, ops.square(out))),),
+_math("tanh", _TANH, lambda g, out, x: (ops.multiply(g, ops.subtract(1, ops.square(out))),),
       S.unary(-5.0, 5.0), "Tanh", "Elementwise hyperbolic tangent.")
-_math("arctan", np.arctan,
+_math("arctan", _math_fn(math.atan),
       lambda g, out, x: (ops.divide(g, ops.add(ops.square(x), 1)),),
       S.unary(-5.0, 5.0), "Atan", "Elementwise inverse tangent, in ``(-pi/2, pi/2)``.")
 
-_erf_reference = np.vectorize(math.erf, otypes=[np.float64])
-_math("erf", _erf_reference,
+_math("erf", _math_fn(math.erf),
       lambda g, out, x: (ops.multiply(g, ops.multiply(ops.exp(ops.negative(ops.square(x))),
                                                       _TWO_OVER_SQRT_PI)),),
       S.unary(-4.0, 4.0), "Erf", "Elementwise error function ``2/sqrt(pi) * int_0^x e^-t^2 dt``.")
@@ -391,21 +502,26 @@ _math("erf", _erf_reference,
 _CMP_SAMPLES = _combine(_int_grid(-2, 2), S.binary(specials=False))
 
 for _name, _ref, _sym, _onnx in (
-        ("equal", np.equal, "==", "Equal"), ("not_equal", np.not_equal, "!=", None),
-        ("less", np.less, "<", "Less"), ("less_equal", np.less_equal, "<=", "LessOrEqual"),
-        ("greater", np.greater, ">", "Greater"),
-        ("greater_equal", np.greater_equal, ">=", "GreaterOrEqual")):
+        ("equal", lambda a, b: a == b, "==", "Equal"),
+        ("not_equal", lambda a, b: a != b, "!=", None),
+        ("less", lambda a, b: a < b, "<", "Less"),
+        ("less_equal", lambda a, b: a <= b, "<=", "LessOrEqual"),
+        ("greater", lambda a, b: a > b, ">", "Greater"),
+        ("greater_equal", lambda a, b: a >= b, ">=", "GreaterOrEqual")):
     defop(_name, "x, y", tensors="x, y", dtype_rule="bool", shape_rule=broadcast_rule,
-          reference=_ref, differentiable=False, samples=_CMP_SAMPLES, dtypes=ALL, tol="exact",
+          reference=_elementwise(_ref, np.bool_), differentiable=False, samples=_CMP_SAMPLES,
+          dtypes=ALL, tol="exact",
           export={"onnx": _onnx} if _onnx else {},
           doc=f"Elementwise ``x {_sym} y`` (``bool``), after promoting ``x`` and ``y`` "
               "together. Comparisons with NaN are false (``not_equal``: true).")
 
 _LOGIC_SAMPLES = _int_grid(-1, 1)
-for _name, _ref, _onnx, _what in (("logical_and", np.logical_and, "And", "and"),
-                                  ("logical_or", np.logical_or, "Or", "or")):
+for _name, _ref, _onnx, _what in (
+        ("logical_and", lambda a, b: bool(a) and bool(b), "And", "and"),
+        ("logical_or", lambda a, b: bool(a) or bool(b), "Or", "or")):
     defop(_name, "x, y", tensors="x, y", dtype_rule="bool", shape_rule=broadcast_rule,
-          reference=_ref, differentiable=False, samples=_LOGIC_SAMPLES, dtypes=ALL,
+          reference=_elementwise(_ref, np.bool_), differentiable=False,
+          samples=_LOGIC_SAMPLES, dtypes=ALL,
           tol="exact", export={"onnx": _onnx},
           doc=f"Elementwise logical {_what} (``bool``); nonzero values (NaN too) are true.")
 
@@ -415,15 +531,17 @@ def _logic_unary_samples(dtype, rng):
     return [Sample((s.args[0],), name=s.name, grad=False) for s in x]
 
 
-defop("logical_not", "x", dtype_rule="bool", shape_rule=same_shape, reference=np.logical_not,
+defop("logical_not", "x", dtype_rule="bool", shape_rule=same_shape,
+      reference=_elementwise(lambda v: not v, np.bool_),
       differentiable=False, samples=_logic_unary_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Not"}, doc="Elementwise logical not (``bool``): ``x == 0``.")
 
 for _name, _ref, _onnx, _doc in (
-        ("isnan", np.isnan, "IsNaN", "Elementwise test for NaN (``bool``)."),
-        ("isinf", np.isinf, "IsInf", "Elementwise test for ``+-inf`` (``bool``)."),
-        ("isfinite", np.isfinite, None, "Elementwise test for a finite value (``bool``).")):
-    defop(_name, "x", dtype_rule="bool", shape_rule=same_shape, reference=_ref,
+        ("isnan", math.isnan, "IsNaN", "Elementwise test for NaN (``bool``)."),
+        ("isinf", math.isinf, "IsInf", "Elementwise test for ``+-inf`` (``bool``)."),
+        ("isfinite", math.isfinite, None, "Elementwise test for a finite value (``bool``).")):
+    defop(_name, "x", dtype_rule="bool", shape_rule=same_shape,
+          reference=_elementwise(_ref, np.bool_),
           differentiable=False, samples=S.unary(), dtypes=ALL, tol="exact",
           export={"onnx": _onnx} if _onnx else {},
           doc=_doc + " Integer and bool inputs are always finite.")

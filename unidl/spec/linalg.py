@@ -27,6 +27,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import broadcast_shapes
@@ -46,6 +47,144 @@ def _dtype_name(x) -> str:
 
 def _shape(x) -> tuple:
     return tuple(ops.shape(x))
+
+
+# ---- float64 references: contractions as explicit sums (see unidl/spec/_textbook.py) -------
+# Every output element is the exactly rounded sum (math.fsum) of its products, found by
+# looping over the summed indices; shapes, axes and einsum subscripts are resolved here from
+# the documented rules, not with the helpers the kernels share.
+def _finished(value, dtype):
+    """``value`` made to fit ``dtype`` (integer sums wrap around)."""
+    return T.wrap(value, dtype) if dtype.kind in "iu" else value
+
+
+def _contract(x, y, ax, ay):
+    """``sum(x[..] * y[..])`` over the axes ``ax`` of ``x`` paired with ``ay`` of ``y``; the
+    result has the free axes of ``x``, then those of ``y``."""
+    x, y = np.asarray(x), np.asarray(y)
+    fx = [k for k in range(x.ndim) if k not in ax]
+    fy = [k for k in range(y.ndim) if k not in ay]
+    rx, ry = T.reader(x), T.reader(y)
+    summed = [x.shape[a] for a in ax]
+    dtype = T.result_dtype(x, y)
+
+    def entry(idx):
+        px, py = [0] * x.ndim, [0] * y.ndim
+        for k, i in zip(fx, idx[:len(fx)]):
+            px[k] = i
+        for k, i in zip(fy, idx[len(fx):]):
+            py[k] = i
+        xs, ys = [], []
+        for s in T.positions(summed):
+            for a, b, i in zip(ax, ay, s):
+                px[a] = py[b] = i
+            xs.append(rx(px))
+            ys.append(ry(py))
+        return _finished(T.dot(xs, ys), dtype)
+
+    shape = [x.shape[k] for k in fx] + [y.shape[k] for k in fy]
+    return T.build(shape, entry, dtype)
+
+
+def _matmul_reference(x, y):
+    """``out[b, i, j] = sum_l x[b, i, l] y[b, l, j]`` with broadcast batch axes ``b``; a 1-D
+    operand is a vector (its matrix axis is dropped from the result)."""
+    x, y = np.asarray(x), np.asarray(y)
+    xm = x[None, :] if x.ndim == 1 else x
+    ym = y[:, None] if y.ndim == 1 else y
+    batch = T.broadcast_shape(xm.shape[:-2], ym.shape[:-2])
+    k = xm.shape[-1]
+    rx = T.reader(xm, batch + xm.shape[-2:])
+    ry = T.reader(ym, batch + ym.shape[-2:])
+    dtype = T.result_dtype(x, y)
+
+    def entry(idx):
+        b, i, j = idx[:-2], idx[-2], idx[-1]
+        return _finished(T.dot([rx(b + (i, m)) for m in range(k)],
+                               [ry(b + (m, j)) for m in range(k)]), dtype)
+
+    out = T.build(batch + (xm.shape[-2], ym.shape[-1]), entry, dtype)
+    if x.ndim == 1:
+        out = out[..., 0, :]
+    return out[..., 0] if y.ndim == 1 else out
+
+
+def _dense_reference(x, kernel, bias=None):
+    """``x @ kernel + bias``: each output a sum over the kernel's input axis, plus the bias."""
+    out = _contract(x, kernel, [np.ndim(x) - 1], [0])
+    if bias is None:
+        return out
+    return T.pointwise(lambda v, b: v + b, out, bias)
+
+
+def _tensordot_reference(x, y, axes=2):
+    """:func:`_contract` over ``axes``: an int ``n`` pairs the last ``n`` axes of ``x`` with
+    the first ``n`` of ``y``; a pair of sequences pairs them in order."""
+    nx, ny = np.ndim(x), np.ndim(y)
+    if isinstance(axes, (int, np.integer)):
+        ax, ay = list(range(nx - axes, nx)), list(range(axes))
+    else:
+        ax = [a % nx for a in T.ints(axes[0])]
+        ay = [a % ny for a in T.ints(axes[1])]
+    return _contract(x, y, ax, ay)
+
+
+def _dot_reference(x, y):
+    """``np.dot``'s rules: a scalar multiplies; else the last axis of ``x`` is summed with the
+    only axis of a 1-D ``y``, or with the second-to-last axis of ``y``."""
+    nx, ny = np.ndim(x), np.ndim(y)
+    if nx == 0 or ny == 0:
+        return T.pointwise(lambda a, b: a * b, x, y)
+    return _contract(x, y, [nx - 1], [0 if ny == 1 else ny - 2])
+
+
+def _einsum_labels(subscripts, operands):
+    """The label of every axis of each operand and of the output: its letter, or for an axis
+    under ``...`` an int ``0..E-1`` (right-aligned across operands, as broadcasting is).
+    The implicit output is the ellipsis, then the letters used once, sorted."""
+    s = subscripts.replace(" ", "")
+    lhs, arrow, rhs = s.partition("->")
+    terms = lhs.split(",")
+    n_ell = [np.ndim(op) - len(t.replace("...", "")) if "..." in t else 0
+             for t, op in zip(terms, operands)]
+    e = max(n_ell, default=0)
+
+    def expand(term, n):
+        pre, dots, post = term.partition("...")
+        return list(pre) + (list(range(e - n, e)) if dots else []) + list(post)
+
+    labels = [expand(t, n) for t, n in zip(terms, n_ell)]
+    if arrow:
+        return labels, expand(rhs, e)
+    letters = [c for t in terms for c in t.replace("...", "")]
+    return labels, list(range(e)) + sorted(c for c in set(letters) if letters.count(c) == 1)
+
+
+def _einsum_reference(subscripts, operands):
+    """Each output element: the sum, over every value of the labels not in the output, of the
+    product of the operands' elements those labels pick (a size-1 axis broadcasts)."""
+    operands = [np.asarray(o) for o in operands]
+    labels, out = _einsum_labels(subscripts, operands)
+    size: dict = {}
+    for lab, op in zip(labels, operands):
+        for c, d in zip(lab, op.shape):
+            if size.get(c, 1) == 1:
+                size[c] = d
+    summed = [c for c in size if c not in out]
+    readers = [T.reader(op) for op in operands]
+
+    def entry(idx):
+        value = dict(zip(out, idx))
+        terms = []
+        for s in T.positions([size[c] for c in summed]):
+            value.update(zip(summed, s))
+            product = 1.0
+            for lab, op, read in zip(labels, operands, readers):
+                product *= read([value[c] if d != 1 else 0 for c, d in zip(lab, op.shape)])
+            terms.append(product)
+        return T.fsum(terms)
+
+    return T.build([size[c] for c in out], entry, np.float64)
 
 
 # ---- matmul -------------------------------------------------------------------------------
@@ -116,7 +255,8 @@ def _matmul_samples(dtype, rng):
             for a, b in pairs]
 
 
-defop("matmul", "x, y", tensors="x, y", shape_rule=_matmul_shape, reference=np.matmul,
+defop("matmul", "x, y", tensors="x, y", shape_rule=_matmul_shape,
+      reference=_matmul_reference,
       grad=_matmul_grad, grad_partial=_matmul_grad_partial, samples=_matmul_samples,
       dtypes=FLOATS + LINALG_INT_DTYPES, tol="contraction", export={"onnx": "MatMul"},
       doc="""Matrix product with NumPy's rules: batch axes broadcast, 1-D operands are vectors.
@@ -143,11 +283,6 @@ def _dense_shape(x, kernel, bias=None):
 def _dense_impl(x, kernel, bias=None):
     y = ops.matmul(x, kernel)
     return y if bias is None else ops.add(y, bias)
-
-
-def _np_dense(x, kernel, bias=None):
-    y = np.matmul(x, kernel)
-    return y if bias is None else y + bias
 
 
 def dense_grads(g, x, kernel, bias=None, slots=(0, 1, 2)):
@@ -186,7 +321,7 @@ def _dense_samples(dtype, rng):
 
 
 defop("dense", "x, kernel, bias=None", tensors="x, kernel, bias", kind=COMPOSITE,
-      impl=_dense_impl, shape_rule=_dense_shape, reference=_np_dense, grad=_dense_grad,
+      impl=_dense_impl, shape_rule=_dense_shape, reference=_dense_reference, grad=_dense_grad,
       grad_partial=_dense_grad_partial,
       samples=_dense_samples, dtypes=FLOATS, tol="contraction", export={"onnx": "Gemm"},
       doc="""The affine map of a Dense layer: ``matmul(x, kernel) + bias``.
@@ -261,11 +396,6 @@ def _tensordot_grad(g, out, x, y, axes):
     return gx, gy
 
 
-def _tensordot_reference(x, y, axes=2):
-    ax, ay = tensordot_axes(axes, x.ndim, y.ndim)
-    return np.tensordot(x, y, axes=(list(ax), list(ay)))
-
-
 def _tensordot_samples(dtype, rng):
     cases = [((2, 3, 4), (3, 4, 5), 2), ((3, 4), (4, 5), 1), ((2, 3), (4,), 0),
              ((3, 4, 5), (4, 3, 2), ([1, 0], [0, 1])), ((3, 4), (2, 4), ([-1], [-1])),
@@ -316,7 +446,7 @@ def _dot_samples(dtype, rng):
 
 
 defop("dot", "x, y", tensors="x, y", kind=COMPOSITE, impl=_dot_impl, shape_rule=_dot_shape,
-      reference=np.dot, samples=_dot_samples, dtypes=FLOATS + LINALG_INT_DTYPES,
+      reference=_dot_reference, samples=_dot_samples, dtypes=FLOATS + LINALG_INT_DTYPES,
       tol="contraction",
       doc="""Dot product with ``np.dot``'s rules in every rank.
 
@@ -489,10 +619,6 @@ def einsum_grads(subscripts: str, g, operands) -> list:
 
 def _einsum_grad(g, out, subscripts, operands):
     return (einsum_grads(subscripts, g, list(operands)),)
-
-
-def _einsum_reference(subscripts, operands):
-    return np.einsum(subscripts, *operands)
 
 
 def _einsum_samples(dtype, rng):

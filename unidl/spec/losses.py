@@ -17,10 +17,13 @@ as ``torch.clamp`` and ``tf.clip_by_value`` do) and 0 outside.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import broadcast_shapes, normalize_axis
 
@@ -84,54 +87,73 @@ def _sparse_dtype(target, output, from_logits=False, axis=-1):
     return output if _dt.is_float(output) else _dt.DEFAULT_FLOAT
 
 
-# ---- float64 NumPy references (independent of every backend) ---------------------------------
-def _np_log_softmax(z, ax):
-    m = np.max(z, axis=ax, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    s = z - m
-    return s - np.log(np.sum(np.exp(s), axis=ax, keepdims=True))
+# ---- float64 references, from the definitions (see unidl/spec/_textbook.py) -----------------
+# Lane by lane along the class axis with Python floats, ``math`` and ``math.fsum``; nothing is
+# shared with any backend's kernel.
+def _clipped(p):
+    return min(max(p, EPSILON), 1.0 - EPSILON)
 
 
-def _np_log_probs(output, from_logits, ax):
+def _log_probs_lane(lane, from_logits):
+    """``log p`` of one lane of scores: ``log_softmax`` of logits (the maximum factored out),
+    or the log of the scores divided by their sum and clipped to ``[EPSILON, 1 - EPSILON]``."""
     if from_logits:
-        return _np_log_softmax(output, ax)
-    p = output / np.sum(output, axis=ax, keepdims=True)
-    return np.log(np.clip(p, EPSILON, 1.0 - EPSILON))
+        m = T.nan_max(lane)
+        m = m if math.isfinite(m) else 0.0
+        lse = m + T.ieee(math.log, T.fsum([T.ieee(math.exp, v - m) for v in lane]))
+        return [v - lse for v in lane]
+    total = T.fsum(lane)
+    return [math.log(_clipped(T.div(v, total))) for v in lane]
+
+
+def _class_lanes(output, axis):
+    """``(kept shape, lanes of output along the class axis)``."""
+    output = np.asarray(output, np.float64)
+    return T.lanes(output, (axis % output.ndim,))
 
 
 def _ref_sparse(target, output, from_logits=False, axis=-1):
-    output = np.asarray(output, dtype=np.float64)
-    ax = axis % output.ndim
-    target = np.asarray(target)
-    if target.ndim == output.ndim:
-        target = np.squeeze(target, ax)
-    lp = _np_log_probs(output, from_logits, ax)
-    idx = np.expand_dims(target.astype(np.int64), ax)
-    return -np.squeeze(np.take_along_axis(lp, idx, axis=ax), ax)
+    """``-log p[target]`` per example."""
+    kept_shape, lanes = _class_lanes(output, axis)
+    labels = T.flat_values(target)  # one label per example (a size-1 class axis is the same)
+    losses = [-_log_probs_lane(lane, from_logits)[int(t)] for lane, t in zip(lanes, labels)]
+    return T.finish(losses, kept_shape, np.float64)
 
 
 def _ref_categorical(target, output, from_logits=False, axis=-1):
-    output = np.asarray(output, dtype=np.float64)
-    ax = axis % output.ndim
-    return -np.sum(np.asarray(target, np.float64) * _np_log_probs(output, from_logits, ax),
-                   axis=ax)
+    """``-sum(target * log p)`` per example."""
+    kept_shape, lanes = _class_lanes(output, axis)
+    _, targets = _class_lanes(target, axis)
+    losses = [-T.fsum([t * lp for t, lp in zip(tl, _log_probs_lane(lane, from_logits))])
+              for lane, tl in zip(lanes, targets)]
+    return T.finish(losses, kept_shape, np.float64)
+
+
+def _binary_one(t, z, from_logits):
+    """One element's binary cross-entropy."""
+    if from_logits:
+        # log(1 + e^z) - t z = max(z, 0) - t z + log1p(e^-|z|), no exp overflows
+        return max(z, 0.0) - z * t + math.log1p(math.exp(-abs(z)))
+    c = _clipped(z)
+    return -(t * math.log(c) + (1.0 - t) * math.log(1.0 - c))
 
 
 def _ref_binary(target, output, from_logits=False):
-    t = np.asarray(target, np.float64)
-    z = np.asarray(output, np.float64)
-    if from_logits:
-        # log(1 + e^z) - t z, written so that no exp overflows
-        per = np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))
-    else:
-        c = np.clip(z, EPSILON, 1.0 - EPSILON)
-        per = -(t * np.log(c) + (1.0 - t) * np.log(1.0 - c))
-    return np.mean(per, axis=-1)
+    """The mean over the last axis of the elementwise binary cross-entropy."""
+    kept_shape, lanes = _class_lanes(output, -1)
+    _, targets = _class_lanes(target, -1)
+    losses = [T.div(T.fsum([_binary_one(t, z, from_logits) for t, z in zip(tl, lane)]),
+                    len(lane)) for tl, lane in zip(targets, lanes)]
+    return T.finish(losses, kept_shape, np.float64)
 
 
 def _ref_mse(y_true, y_pred):
-    d = np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64)
-    return np.mean(d * d, axis=-1)
+    """The mean over the last axis of ``(y_pred - y_true) ** 2`` (broadcast)."""
+    diff = T.pointwise(lambda t, p: (p - t) * (p - t), np.asarray(y_true, np.float64),
+                       np.asarray(y_pred, np.float64))
+    kept_shape, lanes = _class_lanes(diff, -1)
+    return T.finish([T.div(T.fsum(lane), len(lane)) for lane in lanes], kept_shape,
+                    np.float64)
 
 
 # ---- composite implementations (fallback for backends without a kernel) ----------------------

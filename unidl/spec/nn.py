@@ -31,11 +31,12 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 from unidl.spec.rules import normalize_axes, normalize_axis, same_shape
 
-__all__ = ["SELU_ALPHA", "SELU_SCALE", "dropout_mask", "check_rate", "norm_axes", "np_sigmoid",
+__all__ = ["SELU_ALPHA", "SELU_SCALE", "dropout_mask", "check_rate", "norm_axes",
            "param_broadcast_shape"]
 
 FLOATS = _dt.FLOAT_DTYPES
@@ -56,13 +57,144 @@ def _where_pos(x, a, b):
     return ops.where(ops.greater(x, 0.0), a, b)
 
 
-def np_sigmoid(x):
-    """The float64 reference sigmoid (overflow-safe: no ``exp`` of a large positive)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+# ---- float64 references, from the definitions (see unidl/spec/_textbook.py) -----------------
+# Activations are evaluated element by element with Python floats and ``math`` (NaN
+# propagates as it does through max/min), softmax and the normalizations lane by lane with
+# ``math.fsum``; no NumPy routine (and no helper of this module the kernels use) is involved.
+def _activation(fn):
+    """A reference applying ``fn(v, *params)`` to every element ``v`` of ``x``."""
+
+    def reference(x, *params):
+        return T.pointwise(lambda v: fn(float(v), *params), x, dtype=np.float64)
+
+    reference.__doc__ = fn.__doc__
+    return reference
 
 
-_np_erf = np.vectorize(math.erf, otypes=[np.float64])
+def _relu(v):
+    return v if v > 0 or v != v else 0.0
+
+
+def _relu6(v):
+    return v if v != v else min(max(v, 0.0), 6.0)
+
+
+def _leaky_relu(v, slope=0.2):
+    return v if v > 0 else v * slope
+
+
+def _elu(v, alpha=1.0):
+    return v if v > 0 else alpha * math.expm1(v)
+
+
+def _selu(v):
+    return SELU_SCALE * (v if v > 0 else SELU_ALPHA * math.expm1(v))
+
+
+def _gelu(v, approximate=True):
+    if approximate:
+        return 0.5 * v * (1.0 + math.tanh(_GELU_C * (v + _GELU_K * v * v * v)))
+    return 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+
+
+def _hard_sigmoid(v):
+    return v if v != v else min(max(v + 3.0, 0.0), 6.0) / 6.0
+
+
+def _softplus(v):
+    """``log(1 + exp(v)) = max(v, 0) + log1p(exp(-|v|))`` (no overflowing exp)."""
+    return v if v != v else max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+def _softmax_lane(lane):
+    """``exp(v - m) / sum(exp(v - m))`` with ``m`` the lane's maximum (NaN: a NaN lane)."""
+    if not lane:
+        return []
+    if any(v != v for v in lane):
+        return [T.NAN] * len(lane)
+    m = max(lane)
+    e = [T.ieee(math.exp, v - m) for v in lane]
+    total = T.fsum(e)
+    return [T.div(v, total) for v in e]
+
+
+def _log_softmax_lane(lane):
+    """``(v - m) - log(sum(exp(v - m)))`` with ``m`` the lane's maximum."""
+    if not lane:
+        return []
+    if any(v != v for v in lane):
+        return [T.NAN] * len(lane)
+    m = max(lane)
+    z = [v - m for v in lane]
+    lse = T.ieee(math.log, T.fsum([T.ieee(math.exp, v) for v in z]))
+    return [v - lse for v in z]
+
+
+def _param_reader(p, x_shape, axes):
+    """Read a normalization parameter at an index of ``x``: a full-rank one broadcasts, any
+    other lies along ``axes`` (one dimension per axis, in order)."""
+    p = np.asarray(p)
+    if p.ndim == len(x_shape):
+        return T.reader(p, x_shape)
+    read = T.reader(p)
+    return lambda idx: read([idx[a] for a in axes])
+
+
+def _batch_norm_reference(x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
+    """``(x - mean) / sqrt(variance + epsilon) * scale + offset``, element by element."""
+    x = np.asarray(x)
+    axes = (axis % max(x.ndim, 1),)
+    rx = T.reader(x)
+    m, v = _param_reader(mean, x.shape, axes), _param_reader(variance, x.shape, axes)
+    s = None if scale is None else _param_reader(scale, x.shape, axes)
+    o = None if offset is None else _param_reader(offset, x.shape, axes)
+
+    def value(idx):
+        y = (rx(idx) - m(idx)) / math.sqrt(v(idx) + epsilon)
+        y = y if s is None else y * s(idx)
+        return y if o is None else y + o(idx)
+
+    return T.build(x.shape, value, np.float64)
+
+
+def _layer_norm_reference(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
+    """``(x - mean) / sqrt(var + epsilon) * gamma + beta`` with the mean and the biased
+    variance of each group of elements over ``axis`` (sums with ``math.fsum``)."""
+    x = np.asarray(x)
+    axes = T.axes_of(axis, x.ndim)
+    kept = [k for k in range(x.ndim) if k not in axes]
+    kept_shape, groups = T.lanes(x, axes)
+    stats = {}
+    for pos, group in zip(T.positions(kept_shape), groups):
+        mu = T.fsum(group) / len(group)
+        var = T.fsum([(v - mu) * (v - mu) for v in group]) / len(group)
+        stats[pos] = (mu, math.sqrt(var + epsilon))
+    rx = T.reader(x)
+    g = None if gamma is None else _param_reader(gamma, x.shape, axes)
+    b = None if beta is None else _param_reader(beta, x.shape, axes)
+
+    def value(idx):
+        mu, sd = stats[tuple(idx[k] for k in kept)]
+        y = (rx(idx) - mu) / sd
+        y = y if g is None else y * g(idx)
+        return y if b is None else y + b(idx)
+
+    return T.build(x.shape, value, np.float64)
+
+
+def _dropout_reference(x, rate, seed=None, training=True):
+    """``x / (1 - rate)`` where the portable mask keeps the element, else 0.
+
+    The mask is the op's definition: ``np.random.default_rng(seed).random(x.shape) >= rate``
+    (uniforms drawn on the host); the comparison and the scaling are done here per element.
+    """
+    x = np.asarray(x)
+    if not training or rate == 0:
+        return x
+    uniforms = T.flat_values(np.random.default_rng(int(seed)).random(x.shape))
+    values = [v / (1.0 - rate) if u >= rate else 0.0
+              for v, u in zip(T.flat_values(x), uniforms)]
+    return T.finish(values, x.shape, np.float64)
 
 
 def _act_samples(low=-5.0, high=5.0, params=()):
@@ -85,7 +217,7 @@ def _act(name, signature="x", *, impl, reference, grad, samples=None, onnx=None,
 
 
 # ---- activations --------------------------------------------------------------------------
-_act("relu", impl=lambda x: ops.maximum(x, 0.0), reference=lambda x: np.maximum(x, 0.0),
+_act("relu", impl=lambda x: ops.maximum(x, 0.0), reference=_activation(_relu),
      grad=lambda g, out, x: (_where_pos(x, g, 0.0),), onnx="Relu",
      doc="Rectified linear unit, ``max(x, 0)``.")
 
@@ -95,19 +227,19 @@ def _relu6_grad(g, out, x):
 
 
 _act("relu6", impl=lambda x: ops.minimum(ops.maximum(x, 0.0), 6.0),
-     reference=lambda x: np.minimum(np.maximum(x, 0.0), 6.0), grad=_relu6_grad,
+     reference=_activation(_relu6), grad=_relu6_grad,
      samples=_act_samples(-9.0, 9.0), doc="``min(max(x, 0), 6)``.")
 
 _act("leaky_relu", "x, negative_slope=0.2",
      impl=lambda x, s: _where_pos(x, x, ops.multiply(x, s)),
-     reference=lambda x, s=0.2: np.where(x > 0, x, x * s),
+     reference=_activation(_leaky_relu),
      grad=lambda g, out, x, s: (_where_pos(x, g, ops.multiply(g, s)),),
      samples=_act_samples(params=[(0.01,), (0.5,)]), onnx="LeakyRelu",
      doc="``x`` where positive, ``negative_slope * x`` elsewhere (Keras default 0.2).")
 
 _act("elu", "x, alpha=1.0",
      impl=lambda x, a: _where_pos(x, x, ops.multiply(ops.expm1(x), a)),
-     reference=lambda x, a=1.0: np.where(x > 0, x, a * np.expm1(x)),
+     reference=_activation(_elu),
      grad=lambda g, out, x, a: (_where_pos(x, g, ops.multiply(g, ops.add(out, a))),),
      samples=_act_samples(params=[(0.5,), (2.0,)]), onnx="Elu",
      doc="Exponential linear unit: ``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere.")
@@ -115,7 +247,7 @@ _act("elu", "x, alpha=1.0",
 _act("selu",
      impl=lambda x: ops.multiply(_where_pos(x, x, ops.multiply(ops.expm1(x), SELU_ALPHA)),
                                  SELU_SCALE),
-     reference=lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)),
+     reference=_activation(_selu),
      grad=lambda g, out, x: (_where_pos(x, ops.multiply(g, SELU_SCALE),
                                         ops.multiply(g, ops.add(out,
                                                                 SELU_SCALE * SELU_ALPHA))),),
@@ -128,12 +260,6 @@ def _gelu_impl(x, approximate=True):
                          _GELU_C)
         return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.tanh(u), 1.0))
     return ops.multiply(ops.multiply(x, 0.5), ops.add(ops.erf(ops.multiply(x, _INV_SQRT2)), 1.0))
-
-
-def _gelu_reference(x, approximate=True):
-    if approximate:
-        return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + _GELU_K * x ** 3)))
-    return 0.5 * x * (1.0 + _np_erf(x * _INV_SQRT2))
 
 
 def _gelu_grad(g, out, x, approximate=True):
@@ -154,7 +280,7 @@ def _gelu_grad(g, out, x, approximate=True):
     return (ops.multiply(g, d),)
 
 
-_act("gelu", "x, approximate=True", impl=_gelu_impl, reference=_gelu_reference,
+_act("gelu", "x, approximate=True", impl=_gelu_impl, reference=_activation(_gelu),
      grad=_gelu_grad, samples=_act_samples(params=[(False,), (True,)]),
      doc="""Gaussian error linear unit.
 
@@ -167,7 +293,7 @@ def _sigmoid_impl(x):
     return ops.divide(1.0, ops.add(ops.exp(ops.negative(x)), 1.0))
 
 
-_act("sigmoid", impl=_sigmoid_impl, reference=np_sigmoid,
+_act("sigmoid", impl=_sigmoid_impl, reference=_activation(T.sigmoid),
      grad=lambda g, out, x: (ops.multiply(g, ops.multiply(out, ops.subtract(1.0, out))),),
      samples=_act_samples(-8.0, 8.0, params=[]), onnx="Sigmoid",
      doc="Logistic sigmoid ``1 / (1 + exp(-x))``.")
@@ -180,7 +306,7 @@ def _hard_sigmoid_grad(g, out, x):
 
 _act("hard_sigmoid",
      impl=lambda x: ops.multiply(ops.minimum(ops.maximum(ops.add(x, 3.0), 0.0), 6.0), 1.0 / 6.0),
-     reference=lambda x: np.clip(x + 3.0, 0.0, 6.0) / 6.0, grad=_hard_sigmoid_grad,
+     reference=_activation(_hard_sigmoid), grad=_hard_sigmoid_grad,
      samples=_act_samples(-5.0, 5.0), doc="``relu6(x + 3) / 6`` (Keras 3 definition).")
 
 
@@ -188,7 +314,7 @@ def _softplus_impl(x):
     return ops.add(ops.log1p(ops.exp(ops.negative(ops.abs(x)))), ops.maximum(x, 0.0))
 
 
-_act("softplus", impl=_softplus_impl, reference=lambda x: np.logaddexp(0.0, x),
+_act("softplus", impl=_softplus_impl, reference=_activation(_softplus),
      grad=lambda g, out, x: (ops.multiply(g, ops.sigmoid(x)),),
      samples=_act_samples(-30.0, 30.0), onnx="Softplus",
      doc="``log(1 + exp(x))``, computed stably for large ``|x|``.")
@@ -201,7 +327,7 @@ def _silu_grad(g, out, x):
 
 
 _act("silu", impl=lambda x: ops.multiply(x, ops.sigmoid(x)),
-     reference=lambda x: x * np_sigmoid(x), grad=_silu_grad,
+     reference=_activation(lambda v: v * T.sigmoid(v)), grad=_silu_grad,
      doc="Sigmoid linear unit (swish), ``x * sigmoid(x)``.")
 
 
@@ -219,20 +345,6 @@ def _softmax_impl(x, axis=-1):
 def _log_softmax_impl(x, axis=-1):
     z = ops.subtract(x, ops.stop_gradient(ops.max(x, axis, True)))
     return ops.subtract(z, ops.log(ops.sum(ops.exp(z), axis, True)))
-
-
-def _np_softmax(x, axis=-1):
-    if x.size == 0:
-        return x.copy()
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def _np_log_softmax(x, axis=-1):
-    if x.size == 0:
-        return x.copy()
-    z = x - np.max(x, axis=axis, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 
 
 def _softmax_grad(g, out, x, axis=-1):
@@ -264,12 +376,14 @@ def _softmax_samples(dtype, rng):
 
 
 defop("softmax", "x, axis=-1", kind=COMPOSITE, impl=_softmax_impl, float_inputs=True,
-      shape_rule=_axis_rule, reference=_np_softmax, grad=_softmax_grad,
+      shape_rule=_axis_rule, reference=lambda x, axis=-1: T.along(_softmax_lane, x, axis),
+      grad=_softmax_grad,
       samples=_softmax_samples, dtypes=FLOATS, tol="reduction", export={"onnx": "Softmax"},
       doc="``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits.")
 
 defop("log_softmax", "x, axis=-1", kind=COMPOSITE, impl=_log_softmax_impl, float_inputs=True,
-      shape_rule=_axis_rule, reference=_np_log_softmax, grad=_log_softmax_grad,
+      shape_rule=_axis_rule,
+      reference=lambda x, axis=-1: T.along(_log_softmax_lane, x, axis), grad=_log_softmax_grad,
       samples=_softmax_samples, dtypes=FLOATS, tol="reduction",
       export={"onnx": "LogSoftmax"},
       doc="``x - logsumexp(x)`` along ``axis``, stable for large logits.")
@@ -361,21 +475,6 @@ def _batch_norm_grad(g, out, x, mean, variance, offset=None, scale=None, epsilon
             _reduce_to_param(ops.multiply(g, ops.multiply(xc, inv)), scale, xs, axes))
 
 
-def _np_batch_norm(x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
-    axes = (axis % x.ndim,)
-
-    def b(p):
-        shp = param_broadcast_shape(p.shape, x.shape, axes)
-        return p if shp is None else p.reshape(shp)
-
-    y = (x - b(mean)) / np.sqrt(b(variance) + epsilon)
-    if scale is not None:
-        y = y * b(scale)
-    if offset is not None:
-        y = y + b(offset)
-    return y
-
-
 def _batch_norm_samples(dtype, rng):
     def r(shape, low=-3.0, high=3.0):
         return S.rand(rng, shape, dtype, low, high)
@@ -398,7 +497,7 @@ def _batch_norm_samples(dtype, rng):
 
 defop("batch_norm", "x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1",
       kind=COMPOSITE, impl=_batch_norm_impl, tensors="x, mean, variance, offset, scale",
-      float_inputs=True, shape_rule=_batch_norm_shape, reference=_np_batch_norm,
+      float_inputs=True, shape_rule=_batch_norm_shape, reference=_batch_norm_reference,
       grad=_batch_norm_grad, samples=_batch_norm_samples, dtypes=FLOATS, tol="elementwise",
       export={"onnx": "BatchNormalization"},
       doc="""Batch normalization with given statistics (the inference form).
@@ -469,23 +568,6 @@ def _layer_norm_grad(g, out, x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
     return gx, reduce(ops.multiply(g, xhat), gamma), reduce(g, beta)
 
 
-def _np_layer_norm(x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
-    axes = norm_axes(axis, x.ndim)
-    mu = np.mean(x, axis=axes, keepdims=True)
-    var = np.mean((x - mu) ** 2, axis=axes, keepdims=True)
-    y = (x - mu) / np.sqrt(var + epsilon)
-
-    def b(p):
-        shp = param_broadcast_shape(p.shape, x.shape, axes)
-        return p if shp is None else p.reshape(shp)
-
-    if gamma is not None:
-        y = y * b(gamma)
-    if beta is not None:
-        y = y + b(beta)
-    return y
-
-
 def _layer_norm_samples(dtype, rng):
     def r(shape, low=-3.0, high=3.0):
         return S.rand(rng, shape, dtype, low, high)
@@ -503,7 +585,7 @@ def _layer_norm_samples(dtype, rng):
 
 defop("layer_norm", "x, gamma=None, beta=None, axis=-1, epsilon=1e-3", kind=COMPOSITE,
       impl=_layer_norm_impl, tensors="x, gamma, beta", float_inputs=True,
-      shape_rule=_layer_norm_shape, reference=_np_layer_norm, grad=_layer_norm_grad,
+      shape_rule=_layer_norm_shape, reference=_layer_norm_reference, grad=_layer_norm_grad,
       samples=_layer_norm_samples, dtypes=FLOATS, tol="reduction",
       export={"onnx": "LayerNormalization"},
       doc="""Layer normalization: statistics (mean, biased variance) over ``axis``.
@@ -536,13 +618,6 @@ def _dropout_shape(x, rate, seed=None, training=True):
     return tuple(x)
 
 
-def _np_dropout(x, rate, seed=None, training=True):
-    if not training or rate == 0:
-        return x
-    mask = dropout_mask(x.shape, rate, seed)
-    return np.where(mask, x / (1.0 - rate), 0.0)
-
-
 def _dropout_grad(g, out, x, rate, seed=None, training=True):
     r = check_rate(rate)
     if not training or r == 0.0:
@@ -569,7 +644,7 @@ def _dropout_samples(dtype, rng):
 
 
 defop("dropout", "x, rate, seed=None, training=True", float_inputs=True,
-      shape_rule=_dropout_shape, reference=_np_dropout, grad=_dropout_grad,
+      shape_rule=_dropout_shape, reference=_dropout_reference, grad=_dropout_grad,
       samples=_dropout_samples, dtypes=FLOATS, tol="elementwise", export={"onnx": "Dropout"},
       doc="""Zero each element with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
 

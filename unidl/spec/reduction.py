@@ -10,10 +10,13 @@ Gradient rules take ``(g, out, *args)``; integer and bool inputs get no gradient
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import Sample, ShapeMismatch, defop
 from unidl.spec.rules import normalize_axes, normalize_axis, reduce_shape
@@ -52,28 +55,104 @@ def _sum_dtype(x, *rest):
     return "int32" if x == "bool" else x
 
 
-def _ref_int_or_float(fn):
-    """Reference wrapper: integer inputs reduce in their own dtype (wrapping like the kernels)."""
+# ---- float64 references: direct sums over explicit groups (see unidl/spec/_textbook.py) ----
+# Each reference groups the elements of each output position in Python lists and reduces them
+# with ``math.fsum`` (exactly rounded), Python int arithmetic (wrapped into the input dtype
+# afterwards) or a plain loop: nothing is shared with the kernels' NumPy reductions.
+def _acc_dtype(x) -> np.dtype:
+    """The dtype a sum or product is returned in: int32 for bool, the input's for integers."""
+    if x.dtype == bool:
+        return np.dtype(np.int32)
+    return x.dtype if x.dtype.kind in "iu" else np.dtype(np.float64)
 
-    def ref(x, axis=None, keepdims=False):
+
+def _total(group):
+    """The sum of a group: exactly rounded for floats, exact for integers and bools."""
+    if group and isinstance(group[0], float):
+        return T.fsum(group)
+    return sum(group)
+
+
+def _mean(group):
+    return T.div(T.fsum([float(v) for v in group]), len(group))
+
+
+def _variance(ddof):
+    def var(group):
+        group = [float(v) for v in group]
+        mu = _mean(group)
+        squares = T.fsum([(v - mu) * (v - mu) for v in group])
+        return T.div(squares, max(len(group) - ddof, 0))
+    return var
+
+
+def _reducer(fn, dtype=None):
+    """A reference reducing each group with ``fn``; ``dtype`` (a function of ``x``, default
+    ``x``'s dtype, float64 for floats) is the result's dtype."""
+
+    def reference(x, axis=None, keepdims=False):
         x = np.asarray(x)
-        axis = None if axis is None else tuple(normalize_axes(axis, x.ndim))
-        if x.dtype == bool:
-            return fn(x, axis=axis, keepdims=keepdims, dtype=np.int32)
-        if x.dtype.kind in "iu":
-            return fn(x, axis=axis, keepdims=keepdims, dtype=x.dtype)
-        return fn(x, axis=axis, keepdims=keepdims)
+        return T.reduce(fn, x, axis, keepdims, T.result_dtype(x) if dtype is None else dtype(x))
 
-    return ref
+    return reference
 
 
-def _ref_axis(fn):
-    def ref(x, axis=None, keepdims=False, *rest):
-        x = np.asarray(x)
-        axis = None if axis is None else tuple(normalize_axes(axis, x.ndim))
-        return fn(x, axis, keepdims, *rest)
+def _var_reference(x, axis=None, keepdims=False, ddof=0):
+    """``sum((v - mean)^2) / (n - ddof)`` over each group (two passes, ``math.fsum``)."""
+    return T.reduce(_variance(ddof), np.asarray(x), axis, keepdims, np.float64)
 
-    return ref
+
+def _std_reference(x, axis=None, keepdims=False, ddof=0):
+    """The square root of :func:`_var_reference`."""
+    var = _variance(ddof)
+    return T.reduce(lambda g: T.ieee(math.sqrt, var(g)), np.asarray(x), axis, keepdims,
+                    np.float64)
+
+
+def _first_extreme(better):
+    """Index of the first element no later element is ``better`` than; NaN wins at once."""
+
+    def index(group):
+        best = 0
+        for i, v in enumerate(group):
+            if v != v:
+                return i
+            if better(v, group[best]):
+                best = i
+        return best
+
+    return index
+
+
+def _logsumexp_of(group):
+    """``log(sum(exp(v)))`` of one group, the largest finite value factored out."""
+    if any(v != v for v in group):
+        return T.NAN
+    if T.INF in group:
+        return T.INF
+    finite = [v for v in group if v != -T.INF]
+    if not finite:
+        return -T.INF  # empty, or all -inf
+    m = max(finite)
+    return m + math.log(T.fsum([math.exp(v - m) for v in finite]))
+
+
+def _running_sum(lane):
+    out, acc = [], 0
+    for v in lane:
+        acc = acc + v
+        out.append(acc)
+    return out
+
+
+def _cumsum_reference(x, axis=None):
+    """Running sums along ``axis`` (of the flattened ``x`` when None), sequentially."""
+    x = np.asarray(x)
+    dtype = _acc_dtype(x)
+    if axis is None or x.ndim == 0:
+        values = T.flat_values(x)
+        return T.finish(_running_sum(values), (len(values),), dtype)
+    return T.along(_running_sum, x, axis, dtype)
 
 
 def _with_specials(gen, extra=()):
@@ -102,7 +181,7 @@ def _sum_grad(g, out, x, axis, keepdims):
 
 defop("sum", "x, axis=None, keepdims=False", dtype_rule=_sum_dtype,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
-      reference=_ref_int_or_float(np.sum), grad=_sum_grad,
+      reference=_reducer(_total, _acc_dtype), grad=_sum_grad,
       samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
       export={"onnx": "ReduceSum"},
       doc="""Sum of ``x`` over ``axis`` (all axes when None).
@@ -120,7 +199,7 @@ def _mean_grad(g, out, x, axis, keepdims):
 
 defop("mean", "x, axis=None, keepdims=False", float_inputs=True,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
-      reference=_ref_axis(lambda x, a, k: np.mean(x, axis=a, keepdims=k)), grad=_mean_grad,
+      reference=_reducer(_mean, lambda x: np.float64), grad=_mean_grad,
       samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
       export={"onnx": "ReduceMean"},
       doc="Arithmetic mean over ``axis``; integer inputs give float32. Empty: NaN.")
@@ -188,7 +267,7 @@ def _prod_grad(g, out, x, axis, keepdims):
 
 defop("prod", "x, axis=None, keepdims=False", dtype_rule=_sum_dtype,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
-      reference=_ref_int_or_float(np.prod), grad=_prod_grad, samples=_prod_samples,
+      reference=_reducer(math.prod, _acc_dtype), grad=_prod_grad, samples=_prod_samples,
       dtypes=ALL, tol="reduction", export={"onnx": "ReduceProd"},
       doc="""Product over ``axis``. Integer inputs multiply in their own dtype; bool gives int32.
 
@@ -235,12 +314,12 @@ _EXTREME_DOC = """{what} of ``x`` over ``axis``; NaN propagates. Errors on an em
       among ties (``g / count`` to each tied element)."""
 
 defop("max", "x, axis=None, keepdims=False", shape_rule=_nonempty_reduce_rule,
-      reference=_ref_axis(lambda x, a, k: np.max(x, axis=a, keepdims=k)), grad=_extreme_grad,
+      reference=_reducer(T.nan_max), grad=_extreme_grad,
       samples=_with_specials(_extreme_samples), dtypes=ALL, tol="reduction",
       export={"onnx": "ReduceMax"}, doc=_EXTREME_DOC.format(what="Maximum"))
 
 defop("min", "x, axis=None, keepdims=False", shape_rule=_nonempty_reduce_rule,
-      reference=_ref_axis(lambda x, a, k: np.min(x, axis=a, keepdims=k)), grad=_extreme_grad,
+      reference=_reducer(T.nan_min), grad=_extreme_grad,
       samples=_with_specials(_extreme_samples), dtypes=ALL, tol="reduction",
       export={"onnx": "ReduceMin"}, doc=_EXTREME_DOC.format(what="Minimum"))
 
@@ -285,12 +364,12 @@ def _var_samples(dtype, rng):
 
 
 defop("var", "x, axis=None, keepdims=False, ddof=0", float_inputs=True, shape_rule=_var_rule,
-      reference=_ref_axis(lambda x, a, k, d=0: np.var(x, axis=a, keepdims=k, ddof=d)),
+      reference=_var_reference,
       grad=_var_grad, samples=_with_specials(_var_samples, (0,)), dtypes=ALL, tol="reduction",
       doc="Variance over ``axis``: ``sum((x - mean)**2) / (n - ddof)``.")
 
 defop("std", "x, axis=None, keepdims=False, ddof=0", float_inputs=True, shape_rule=_var_rule,
-      reference=_ref_axis(lambda x, a, k, d=0: np.std(x, axis=a, keepdims=k, ddof=d)),
+      reference=_std_reference,
       grad=_std_grad, samples=_with_specials(_var_samples, (0,)), dtypes=ALL, tol="reduction",
       doc="Standard deviation over ``axis``: ``sqrt(var(x, axis, keepdims, ddof))``.")
 
@@ -307,17 +386,6 @@ def _arg_rule(x, axis=None, keepdims=False):
     if len(x) and x[a] == 0:
         raise ShapeMismatch(f"expected a non-empty axis {axis}, got shape {tuple(x)}")
     return reduce_shape(x, axis, keepdims)
-
-
-def _ref_arg(fn):
-    def ref(x, axis=None, keepdims=False):
-        x = np.asarray(x)
-        if axis is None:
-            r = fn(x.reshape(-1))
-            return np.reshape(r, (1,) * x.ndim if keepdims else ()).astype(np.int64)
-        return fn(x, axis=axis, keepdims=keepdims).astype(np.int64)
-
-    return ref
 
 
 def _arg_samples(dtype, rng):
@@ -344,28 +412,17 @@ _ARG_DOC = """Index (int64) of the {what} of ``x`` along ``axis`` (of the flatte
       as in NumPy. Errors on an empty reduction."""
 
 defop("argmax", "x, axis=None, keepdims=False", dtype_rule="index", shape_rule=_arg_rule,
-      reference=_ref_arg(np.argmax), differentiable=False, samples=_arg_samples, dtypes=ALL,
+      reference=_reducer(_first_extreme(lambda v, b: v > b), lambda x: np.int64),
+      differentiable=False, samples=_arg_samples, dtypes=ALL,
       tol="exact", export={"onnx": "ArgMax"}, doc=_ARG_DOC.format(what="maximum"))
 
 defop("argmin", "x, axis=None, keepdims=False", dtype_rule="index", shape_rule=_arg_rule,
-      reference=_ref_arg(np.argmin), differentiable=False, samples=_arg_samples, dtypes=ALL,
+      reference=_reducer(_first_extreme(lambda v, b: v < b), lambda x: np.int64),
+      differentiable=False, samples=_arg_samples, dtypes=ALL,
       tol="exact", export={"onnx": "ArgMin"}, doc=_ARG_DOC.format(what="minimum"))
 
 
 # ---- logsumexp -----------------------------------------------------------------------------
-def _logsumexp_ref(x, axis=None, keepdims=False):
-    x = np.asarray(x, dtype=np.float64)
-    axis = None if axis is None else tuple(normalize_axes(axis, x.ndim))
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    m = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
-        out = np.log(s) + m
-    if not keepdims:
-        out = np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
-    return out
-
-
 def _logsumexp_grad(g, out, x, axis, keepdims):
     if not _is_float(x):
         return (None,)
@@ -384,7 +441,7 @@ def _logsumexp_samples(dtype, rng):
 
 defop("logsumexp", "x, axis=None, keepdims=False", float_inputs=True,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
-      reference=_logsumexp_ref, grad=_logsumexp_grad,
+      reference=_reducer(_logsumexp_of, lambda x: np.float64), grad=_logsumexp_grad,
       samples=_with_specials(_logsumexp_samples), dtypes=ALL, tol="reduction",
       doc="""``log(sum(exp(x)))`` over ``axis``, computed stably (the maximum is subtracted
       first), so large logits do not overflow. An empty reduction gives ``-inf``.
@@ -398,12 +455,6 @@ def _cumsum_rule(x, axis=None):
         return (int(np.prod(x, dtype=np.int64)),)
     normalize_axis(axis, len(x))
     return tuple(x) if len(x) else (1,)
-
-
-def _cumsum_ref(x, axis=None):
-    x = np.asarray(x)
-    dt = np.int32 if x.dtype == bool else x.dtype
-    return np.cumsum(x, axis=axis, dtype=dt)
 
 
 def _cumsum_grad(g, out, x, axis):
@@ -430,7 +481,7 @@ def _cumsum_samples(dtype, rng):
 
 
 defop("cumsum", "x, axis=None", dtype_rule=_sum_dtype, shape_rule=_cumsum_rule,
-      reference=_cumsum_ref, grad=_cumsum_grad, samples=_cumsum_samples, dtypes=ALL,
+      reference=_cumsum_reference, grad=_cumsum_grad, samples=_cumsum_samples, dtypes=ALL,
       tol="reduction", export={"onnx": "CumSum"},
       doc="""Cumulative sum along ``axis``; ``axis=None`` sums the flattened tensor (1-D
       result), as in NumPy. Integer inputs keep their dtype; bool gives int32.
@@ -462,12 +513,14 @@ def _logical_samples(dtype, rng):
 
 defop("any", "x, axis=None, keepdims=False", dtype_rule="bool",
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
-      reference=_ref_axis(lambda x, a, k: np.any(x, axis=a, keepdims=k)), differentiable=False,
+      reference=_reducer(lambda g: any(bool(v) for v in g), lambda x: np.bool_),
+      differentiable=False,
       samples=_logical_samples, dtypes=ALL, tol="exact",
       doc="Whether any element along ``axis`` is nonzero (NaN counts as true); empty: False.")
 
 defop("all", "x, axis=None, keepdims=False", dtype_rule="bool",
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
-      reference=_ref_axis(lambda x, a, k: np.all(x, axis=a, keepdims=k)), differentiable=False,
+      reference=_reducer(lambda g: all(bool(v) for v in g), lambda x: np.bool_),
+      differentiable=False,
       samples=_logical_samples, dtypes=ALL, tol="exact",
       doc="Whether every element along ``axis`` is nonzero (NaN counts as true); empty: True.")

@@ -30,13 +30,15 @@ against hand-written BPTT, measured call by call: 1.5-1.7x batched, 1.4-1.5x per
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
-from unidl.spec.nn import np_sigmoid
 
 __all__ = ["lstm_shapes"]
 
@@ -82,18 +84,32 @@ def lstm_shapes(x, h0, c0, kernel, recurrent_kernel, bias=None):
 
 
 # ---- float64 reference ------------------------------------------------------------------------
-def _np_lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
-    h, c = h0, c0
-    outputs = []
-    for t in range(x.shape[1]):
-        z = x[:, t] @ kernel + h @ recurrent_kernel
-        if bias is not None:
-            z = z + bias
-        zi, zf, zg, zo = np.split(z, 4, axis=-1)
-        c = np_sigmoid(zf) * c + np_sigmoid(zi) * np.tanh(zg)
-        h = np_sigmoid(zo) * np.tanh(c)
-        outputs.append(h)
-    return [np.stack(outputs, axis=1), h, c]
+def _lstm_reference(x, h0, c0, kernel, recurrent_kernel, bias=None):
+    """The gate equations of the module docstring, step by step and element by element: each
+    pre-activation an exactly rounded sum (``math.fsum``) of products, the gates from
+    ``math`` (see unidl/spec/_textbook.py)."""
+    batch, steps, features = np.shape(x)
+    units = np.shape(h0)[1]
+    rx, rk, rr = T.reader(x), T.reader(kernel), T.reader(recurrent_kernel)
+    # column j of [kernel; recurrent_kernel]: the weights of pre-activation j
+    columns = [[rk((f, j)) for f in range(features)] + [rr((u, j)) for u in range(units)]
+               for j in range(4 * units)]
+    b_z = [0.0] * (4 * units) if bias is None else T.flat_values(bias)
+    h, c = np.asarray(h0).tolist(), np.asarray(c0).tolist()
+    seq = [[None] * steps for _ in range(batch)]
+    for t in range(steps):
+        for b in range(batch):
+            inputs = [rx((b, t, f)) for f in range(features)] + h[b]
+            z = [T.dot(inputs, w) + bz for w, bz in zip(columns, b_z)]
+            i, f, g, o = (z[k * units:(k + 1) * units] for k in range(4))
+            c[b] = [T.sigmoid(fu) * cu + T.sigmoid(iu) * math.tanh(gu)
+                    for fu, cu, iu, gu in zip(f, c[b], i, g)]
+            h[b] = [T.sigmoid(ou) * math.tanh(cu) for ou, cu in zip(o, c[b])]
+            seq[b][t] = h[b]
+    return [T.finish([v for row in seq for step in row for v in step], (batch, steps, units),
+                     np.float64),
+            T.finish([v for row in h for v in row], (batch, units), np.float64),
+            T.finish([v for row in c for v in row], (batch, units), np.float64)]
 
 
 # ---- composite implementation -----------------------------------------------------------------
@@ -226,7 +242,7 @@ def _lstm_samples(dtype, rng):
 
 defop("lstm", "x, h0, c0, kernel, recurrent_kernel, bias=None", kind=COMPOSITE,
       impl=_lstm_impl, tensors="x, h0, c0, kernel, recurrent_kernel, bias", float_inputs=True,
-      shape_rule=lstm_shapes, reference=_np_lstm, grad=_lstm_grad, samples=_lstm_samples,
+      shape_rule=lstm_shapes, reference=_lstm_reference, grad=_lstm_grad, samples=_lstm_samples,
       dtypes=FLOATS, tol="contraction", export={"onnx": "LSTM"},
       doc="""A Keras LSTM run over every time step: ``(outputs, h, c)``.
 

@@ -11,10 +11,13 @@ list of cotangents, in which an unused output's cotangent may be ``None``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import Sample, ShapeMismatch, defop
 from unidl.spec.rules import broadcast_shapes, normalize_axes, normalize_axis
@@ -135,6 +138,263 @@ def tile_reps(shape, repeats) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return (1,) * (d - len(shape)) + tuple(shape), (1,) * (d - len(reps)) + reps
 
 
+# ---- float64 references: index maps evaluated element by element ---------------------------
+# Each reference states where every output element comes from (a Python function of its
+# multi-index, see unidl/spec/_textbook.py) and copies the elements one by one. Shape
+# arguments are resolved here from the documented rules, not with the helpers above that
+# the kernels share, so a kernel's shape handling is checked too.
+def _relaid(x, shape):
+    """The elements of ``x`` in row-major order laid out in ``shape`` (a reshape)."""
+    x = np.asarray(x)
+    return T.gather(x, shape, lambda idx: T.unravel(T.ravel(idx, shape), x.shape))
+
+
+def _reshape_reference(x, shape):
+    """``x`` laid out in ``shape`` (one ``-1`` is the size left over)."""
+    x = np.asarray(x)
+    new = list(T.ints(shape))
+    if -1 in new:
+        new[new.index(-1)] = x.size // math.prod(d for d in new if d != -1)
+    return _relaid(x, new)
+
+
+def _transpose_reference(x, axes=None):
+    """``out[idx] = x[idx permuted back]``: output axis ``k`` is input axis ``axes[k]``."""
+    x = np.asarray(x)
+    nd = x.ndim
+    perm = list(range(nd))[::-1] if axes is None else [a % nd for a in T.ints(axes)]
+
+    def source(idx):
+        src = [0] * nd
+        for k, p in enumerate(perm):
+            src[p] = idx[k]
+        return tuple(src)
+
+    return T.gather(x, [x.shape[p] for p in perm], source)
+
+
+def _expand_dims_reference(x, axis):
+    """``x`` laid out with size-1 axes at the output positions ``axis``."""
+    x = np.asarray(x)
+    nd = x.ndim + len(T.ints(axis))
+    new_axes = {a % nd for a in T.ints(axis)}
+    dims = iter(x.shape)
+    return _relaid(x, [1 if k in new_axes else next(dims) for k in range(nd)])
+
+
+def _squeeze_reference(x, axis=None):
+    """``x`` laid out without its size-1 axes (those in ``axis``)."""
+    x = np.asarray(x)
+    drop = {k for k, d in enumerate(x.shape) if d == 1} if axis is None else \
+        {a % x.ndim for a in T.ints(axis)}
+    return _relaid(x, [d for k, d in enumerate(x.shape) if k not in drop])
+
+
+def _concatenate_reference(xs, axis=0):
+    """Each output element from the piece whose span along ``axis`` holds its index."""
+    xs = [np.asarray(v) for v in xs]
+    a = axis % xs[0].ndim
+    starts = [sum(v.shape[a] for v in xs[:k]) for k in range(len(xs))]
+    shape = list(xs[0].shape)
+    shape[a] = sum(v.shape[a] for v in xs)
+
+    def value(idx):
+        k = next(j for j, s in enumerate(starts) if s <= idx[a] < s + xs[j].shape[a])
+        return xs[k][idx[:a] + (idx[a] - starts[k],) + idx[a + 1:]]
+
+    return T.build(shape, value, T.result_dtype(*xs))
+
+
+def _stack_reference(xs, axis=0):
+    """``out[..., k, ...] = xs[k]`` along the new ``axis``."""
+    xs = [np.asarray(v) for v in xs]
+    a = axis % (xs[0].ndim + 1)
+    shape = xs[0].shape[:a] + (len(xs),) + xs[0].shape[a:]
+    return T.build(shape, lambda idx: xs[idx[a]][idx[:a] + idx[a + 1:]], T.result_dtype(*xs))
+
+
+def _along_axis(x, a, chosen):
+    """``x`` restricted to the positions ``chosen`` (a list) along axis ``a``."""
+    shape = x.shape[:a] + (len(chosen),) + x.shape[a + 1:]
+    return T.gather(x, shape, lambda idx: idx[:a] + (chosen[idx[a]],) + idx[a + 1:])
+
+
+def _split_reference(x, indices_or_sections, axis=0):
+    """Pieces by Python's slicing of ``range(n)``: the cut points, then ``[ik:]``."""
+    x = np.asarray(x)
+    a = axis % x.ndim
+    span = list(range(x.shape[a]))
+    if isinstance(indices_or_sections, (int, np.integer)):
+        step = len(span) // int(indices_or_sections)
+        cuts = [span[i:i + step] for i in range(0, len(span), step)] if step else \
+            [[] for _ in range(int(indices_or_sections))]
+    else:
+        points = [None, *T.ints(indices_or_sections), None]
+        cuts = [span[b:e] for b, e in zip(points[:-1], points[1:])]
+    return [_along_axis(x, a, c) for c in cuts]
+
+
+def _broadcast_to_reference(x, shape):
+    """Right-aligned: a size-1 axis of ``x`` is read at 0, missing leading axes ignored."""
+    x = np.asarray(x)
+    shape = T.ints(shape)
+    lead = len(shape) - x.ndim
+    return T.gather(x, shape, lambda idx: tuple(0 if d == 1 else i for i, d in
+                                                zip(idx[lead:], x.shape)))
+
+
+def _tile_reference(x, repeats):
+    """``out[idx] = x[idx % x.shape]`` (both padded with leading ones to one rank)."""
+    x = np.asarray(x)
+    reps = T.ints(repeats)
+    nd = max(x.ndim, len(reps))
+    dims = (1,) * (nd - x.ndim) + x.shape
+    reps = (1,) * (nd - len(reps)) + reps
+    shape = [d * r for d, r in zip(dims, reps)]
+    return T.gather(x, shape, lambda idx: tuple(i % d for i, d in
+                                                zip(idx[nd - x.ndim:], x.shape)))
+
+
+def _mirror(i: int, n: int, symmetric: bool) -> int:
+    """Source of position ``i`` (counted from the axis start, maybe outside ``[0, n)``) when an
+    axis of length ``n`` is extended by reflection: periodic with period ``2n`` (edge
+    repeated, ``symmetric``) or ``2(n - 1)`` (edge not repeated, ``reflect``)."""
+    if n == 1:
+        return 0
+    period = 2 * n if symmetric else 2 * (n - 1)
+    i %= period
+    if i < n:
+        return i
+    return period - 1 - i if symmetric else period - i
+
+
+def _pad_reference(x, pad_width, mode="constant", constant_values=0):
+    """Inside: ``x``; outside: the constant, or ``x`` at the mirrored position."""
+    x = np.asarray(x)
+    widths = T.broadcast_values(np.asarray(pad_width), (x.ndim, 2))
+    before = widths[0::2]
+    shape = [d + b + e for d, b, e in zip(x.shape, before, widths[1::2])]
+    mode = str(mode).lower()
+
+    def value(idx):
+        rel = [i - b for i, b in zip(idx, before)]
+        if mode == "constant":
+            inside = all(0 <= r < d for r, d in zip(rel, x.shape))
+            return x[tuple(rel)] if inside else constant_values
+        return x[tuple(_mirror(r, d, mode == "symmetric") for r, d in zip(rel, x.shape))]
+
+    return T.build(shape, value, x.dtype)
+
+
+def _flip_reference(x, axis=None):
+    """``out[i] = x[n - 1 - i]`` along each flipped axis."""
+    x = np.asarray(x)
+    flipped = T.axes_of(axis, x.ndim)
+    return T.gather(x, x.shape, lambda idx: tuple(d - 1 - i if k in flipped else i for k, (i, d)
+                                                  in enumerate(zip(idx, x.shape))))
+
+
+def _take_reference(x, indices, axis=None):
+    """``x`` at ``indices`` (negative ones from the end) along ``axis`` (flat when None)."""
+    x, indices = np.asarray(x), np.asarray(indices)
+    if axis is None:
+        flat = T.flat_values(x)
+        return T.build(indices.shape, lambda idx: flat[int(indices[idx]) % x.size], x.dtype)
+    a = axis % x.ndim
+    m = indices.ndim
+    shape = x.shape[:a] + indices.shape + x.shape[a + 1:]
+    return T.gather(x, shape, lambda idx: idx[:a] + (int(indices[idx[a:a + m]]) % x.shape[a],)
+                    + idx[a + m:])
+
+
+def _take_along_axis_reference(x, indices, axis):
+    """``out[idx] = x[idx with indices[idx] on axis]``; the other axes broadcast."""
+    x, indices = np.asarray(x), np.asarray(indices)
+    if axis is None:
+        return _take_reference(x, indices, None)
+    a = axis % x.ndim
+    shape = [m if k == a else max(d, m) for k, (d, m) in enumerate(zip(x.shape, indices.shape))]
+
+    def value(idx):
+        at = tuple(0 if m == 1 else i for i, m in zip(idx, indices.shape))
+        src = [0 if d == 1 else i for i, d in zip(idx, x.shape)]
+        src[a] = int(indices[at]) % x.shape[a]
+        return x[tuple(src)]
+
+    return T.build(shape, value, x.dtype)
+
+
+def _slice_reference(x, start_indices, shape):
+    """``out[idx] = x[idx + start]`` (a size of -1 runs to the end)."""
+    x = np.asarray(x)
+    start = T.ints(start_indices)
+    size = [d - s if n == -1 else n for d, s, n in zip(x.shape, start, T.ints(shape))]
+    return T.gather(x, size, lambda idx: tuple(i + s for i, s in zip(idx, start)))
+
+
+def _scatter_add_reference(x, indices, updates):
+    """Row ``indices[i]`` of ``x`` plus ``updates[i]``, one addition at a time."""
+    x, updates = np.asarray(x), np.asarray(updates)
+    dtype = T.result_dtype(x, updates)
+    out, upd = T.flat_values(x), T.flat_values(updates)
+    row = math.prod(x.shape[1:])
+    for i, r in enumerate(T.flat_values(indices)):
+        base = (int(r) % x.shape[0]) * row
+        for j in range(row):
+            out[base + j] = out[base + j] + upd[i * row + j]
+    return T.finish(out, x.shape, dtype)
+
+
+def _one_hot_reference(indices, num_classes, axis=-1, dtype=None):
+    """1.0 where the position on the new ``axis`` equals the index, else 0.0."""
+    indices = np.asarray(indices)
+    a = axis % (indices.ndim + 1)
+    shape = indices.shape[:a] + (int(num_classes),) + indices.shape[a:]
+    return T.build(shape, lambda idx: float(indices[idx[:a] + idx[a + 1:]] == idx[a]),
+                   np.float64)
+
+
+def _descending(lane):
+    """Positions of ``lane`` from the largest value down: NaN first, ties by position."""
+    return sorted(range(len(lane)), key=lambda i: (lane[i] == lane[i],
+                                                   -lane[i] if lane[i] == lane[i] else 0, i))
+
+
+def _top_k_reference(x, k, sorted=True):
+    """The first ``k`` positions of :func:`_descending` of each last-axis lane."""
+    x = np.asarray(x)
+    kept_shape, lanes = T.lanes(x, (x.ndim - 1,))
+    orders = [_descending(lane)[:k] for lane in lanes]
+    shape = kept_shape + (k,)
+    values = [lane[i] for lane, order in zip(lanes, orders) for i in order]
+    return [T.finish(values, shape, T.result_dtype(x)),
+            T.finish([i for order in orders for i in order], shape, np.int64)]
+
+
+def _ascending(lane):
+    """Positions of ``lane`` from the smallest value up, NaN last; stable."""
+    return sorted(range(len(lane)), key=lambda i: (lane[i] != lane[i], lane[i]))
+
+
+def _sort_reference(x, axis=-1):
+    """Each lane in the order of :func:`_ascending`."""
+    x = np.asarray(x)
+    if axis is None:
+        values = T.flat_values(x)
+        return T.finish([values[i] for i in _ascending(values)], (len(values),),
+                        T.result_dtype(x))
+    return T.along(lambda lane: [lane[i] for i in _ascending(lane)], x, axis,
+                   T.result_dtype(x))
+
+
+def _argsort_reference(x, axis=-1):
+    """The order of :func:`_ascending` of each lane."""
+    x = np.asarray(x)
+    if axis is None:
+        return T.finish(_ascending(T.flat_values(x)), (x.size,), np.int64)
+    return T.along(_ascending, x, axis, np.int64)
+
+
 def _zeros(shape, dtype):
     return ops.zeros(tuple(shape), dtype)
 
@@ -208,7 +468,7 @@ def _reshape_samples(dtype, rng):
 
 defop("reshape", "x, shape",
       shape_rule=lambda x, shape: resolve_shape(x, shape),
-      reference=lambda x, shape: np.reshape(x, resolve_shape(np.shape(x), shape)),
+      reference=_reshape_reference,
       grad=lambda g, out, x, shape: (ops.reshape(g, ops.shape(x)),),
       samples=_reshape_samples, dtypes=ALL, tol="exact", export={"onnx": "Reshape"},
       doc="``x`` with a new ``shape`` of the same size; one dimension may be ``-1``.")
@@ -235,7 +495,7 @@ def _transpose_samples(dtype, rng):
 
 defop("transpose", "x, axes=None",
       shape_rule=lambda x, axes=None: tuple(x[i] for i in _perm(axes, len(x))),
-      reference=lambda x, axes=None: np.transpose(x, _perm(axes, np.ndim(x))),
+      reference=_transpose_reference,
       grad=lambda g, out, x, axes=None: (
           ops.transpose(g, tuple(int(i) for i in np.argsort(_perm(axes, len(ops.shape(x)))))),),
       samples=_transpose_samples, dtypes=ALL, tol="exact", export={"onnx": "Transpose"},
@@ -257,8 +517,7 @@ def _expand_samples(dtype, rng):
 
 
 defop("expand_dims", "x, axis", shape_rule=_expand_rule,
-      reference=lambda x, axis: np.expand_dims(x, axis if isinstance(axis, int) else
-                                               tuple(axis)),
+      reference=_expand_dims_reference,
       grad=lambda g, out, x, axis: (ops.reshape(g, ops.shape(x)),),
       samples=_expand_samples, dtypes=ALL, tol="exact", export={"onnx": "Unsqueeze"},
       doc="Insert size-1 axes at ``axis`` (an int or a tuple; positions in the output).")
@@ -285,8 +544,7 @@ def _squeeze_samples(dtype, rng):
 defop("squeeze", "x, axis=None",
       shape_rule=lambda x, axis=None: tuple(d for i, d in enumerate(x)
                                             if i not in _squeeze_axes(x, axis)),
-      reference=lambda x, axis=None: np.squeeze(x, axis if axis is None or isinstance(axis, int)
-                                                else tuple(axis)),
+      reference=_squeeze_reference,
       grad=lambda g, out, x, axis=None: (ops.reshape(g, ops.shape(x)),),
       samples=_squeeze_samples, dtypes=ALL, tol="exact", export={"onnx": "Squeeze"},
       doc="Remove size-1 axes (all of them when ``axis`` is None); errors on a larger axis.")
@@ -328,7 +586,7 @@ def _concat_samples(dtype, rng):
 
 
 defop("concatenate", "xs, axis=0", tensors=(), tensor_lists="xs", shape_rule=_concat_rule,
-      reference=lambda xs, axis=0: np.concatenate(list(xs), axis=axis), grad=_concat_grad,
+      reference=_concatenate_reference, grad=_concat_grad,
       samples=_concat_samples, dtypes=ALL, tol="exact", export={"onnx": "Concat"},
       doc="Join tensors along an existing ``axis`` (dtypes are promoted to one).")
 
@@ -363,7 +621,7 @@ def _stack_samples(dtype, rng):
 
 
 defop("stack", "xs, axis=0", tensors=(), tensor_lists="xs", shape_rule=_stack_rule,
-      reference=lambda xs, axis=0: np.stack(list(xs), axis=axis), grad=_stack_grad,
+      reference=_stack_reference, grad=_stack_grad,
       samples=_stack_samples, dtypes=ALL, tol="exact",
       doc="Join tensors of one shape along a new ``axis``.")
 
@@ -373,11 +631,6 @@ def _split_rule(x, indices_or_sections, axis=0):
         raise ShapeMismatch("expected a tensor of rank >= 1, got a scalar")
     a = normalize_axis(axis, len(x))
     return [x[:a] + (e - s,) + x[a + 1:] for s, e in split_bounds(x[a], indices_or_sections)]
-
-
-def _split_ref(x, indices_or_sections, axis=0):
-    ios = indices_or_sections
-    return np.split(x, ios if isinstance(ios, (int, np.integer)) else list(ios), axis=axis)
 
 
 def _split_grad(g, out, x, indices_or_sections, axis=0):
@@ -413,7 +666,8 @@ def _split_samples(dtype, rng):
     ]
 
 
-defop("split", "x, indices_or_sections, axis=0", shape_rule=_split_rule, reference=_split_ref,
+defop("split", "x, indices_or_sections, axis=0", shape_rule=_split_rule,
+      reference=_split_reference,
       grad=_split_grad, samples=_split_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Split"},
       doc="""Split ``x`` along ``axis`` into a list of tensors, as ``numpy.split``: an int
@@ -442,7 +696,7 @@ def _broadcast_to_samples(dtype, rng):
 
 
 defop("broadcast_to", "x, shape", shape_rule=_broadcast_to_rule,
-      reference=lambda x, shape: np.broadcast_to(x, _ints(shape)).copy(),
+      reference=_broadcast_to_reference,
       grad=lambda g, out, x, shape: (_unbroadcast(g, ops.shape(x)),),
       samples=_broadcast_to_samples, dtypes=ALL, tol="exact", export={"onnx": "Expand"},
       doc="``x`` broadcast to ``shape`` with NumPy's rules.")
@@ -470,7 +724,7 @@ def _tile_samples(dtype, rng):
 
 
 defop("tile", "x, repeats", shape_rule=_tile_rule,
-      reference=lambda x, repeats: np.tile(x, _ints(repeats)), grad=_tile_grad,
+      reference=_tile_reference, grad=_tile_grad,
       samples=_tile_samples, dtypes=ALL, tol="exact", export={"onnx": "Tile"},
       doc="Repeat ``x`` ``repeats`` times along each axis, as ``numpy.tile``.")
 
@@ -484,17 +738,6 @@ def _pad_rule(x, pad_width, mode="constant", constant_values=0):
                 raise ShapeMismatch(f"expected a non-empty axis {i} for mode {m!r}, got shape "
                                     f"{tuple(x)}")
     return tuple(d + b + a for d, (b, a) in zip(x, pairs))
-
-
-def _pad_ref(x, pad_width, mode="constant", constant_values=0):
-    x = np.asarray(x)
-    pairs = pad_pairs(pad_width, x.ndim)
-    m = pad_mode(mode)
-    if not any(b or a for b, a in pairs):
-        return x.copy()
-    if m == "constant":
-        return np.pad(x, pairs, mode=m, constant_values=constant_values)
-    return np.pad(x, pairs, mode=m)
 
 
 def _pad_grad(g, out, x, pad_width, mode="constant", constant_values=0):
@@ -533,7 +776,7 @@ def _pad_samples(dtype, rng):
 
 
 defop("pad", "x, pad_width, mode='constant', constant_values=0", shape_rule=_pad_rule,
-      reference=_pad_ref, grad=_pad_grad, samples=_pad_samples, dtypes=ALL, tol="exact",
+      reference=_pad_reference, grad=_pad_grad, samples=_pad_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Pad"},
       doc="""Pad ``x`` as ``numpy.pad``: ``pad_width`` is an int, a ``(before, after)`` pair or
       one pair per axis; ``mode`` is ``"constant"`` (with the scalar ``constant_values``),
@@ -555,8 +798,7 @@ def _flip_samples(dtype, rng):
 
 defop("flip", "x, axis=None",
       shape_rule=lambda x, axis=None: (_flip_axes(x, axis), tuple(x))[1],
-      reference=lambda x, axis=None: np.flip(x, axis if axis is None or isinstance(axis, int)
-                                             else tuple(axis)).copy(),
+      reference=_flip_reference,
       grad=lambda g, out, x, axis=None: (ops.flip(g, axis),),
       samples=_flip_samples, dtypes=ALL, tol="exact",
       doc="Reverse the order of elements along ``axis`` (all axes when None).")
@@ -590,7 +832,7 @@ def _take_samples(dtype, rng):
 
 defop("take", "x, indices, axis=None", tensors="x, indices", promote="x",
       shape_rule=_take_rule,
-      reference=lambda x, indices, axis=None: np.take(x, np.asarray(indices), axis=axis),
+      reference=_take_reference,
       grad=_take_grad, samples=_take_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Gather"},
       doc="""Elements of ``x`` at integer ``indices`` along ``axis`` (of the flattened tensor
@@ -638,7 +880,7 @@ def _along_samples(dtype, rng):
 
 defop("take_along_axis", "x, indices, axis", tensors="x, indices", promote="x",
       shape_rule=_along_rule,
-      reference=lambda x, indices, axis: np.take_along_axis(x, np.asarray(indices), axis),
+      reference=_take_along_axis_reference,
       grad=_along_grad, samples=_along_samples, dtypes=ALL, tol="exact",
       export={"onnx": "GatherElements"},
       doc="""``x`` indexed along ``axis`` by ``indices`` of the same rank, as
@@ -662,11 +904,6 @@ def slice_sizes(x, start_indices, shape) -> tuple[tuple[int, ...], tuple[int, ..
     return start, tuple(out)
 
 
-def _slice_ref(x, start_indices, shape):
-    start, size = slice_sizes(np.shape(x), start_indices, shape)
-    return np.asarray(x)[tuple(slice(s, s + n) for s, n in zip(start, size))].copy()
-
-
 def _slice_grad(g, out, x, start_indices, shape):
     xs = ops.shape(x)
     start, size = slice_sizes(xs, start_indices, shape)
@@ -686,7 +923,7 @@ def _slice_samples(dtype, rng):
 
 defop("slice", "x, start_indices, shape",
       shape_rule=lambda x, start_indices, shape: slice_sizes(x, start_indices, shape)[1],
-      reference=_slice_ref, grad=_slice_grad, samples=_slice_samples, dtypes=ALL, tol="exact",
+      reference=_slice_reference, grad=_slice_grad, samples=_slice_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Slice"},
       doc="""The block of ``x`` starting at ``start_indices`` with ``shape`` (static ints, as
       ``keras.ops.slice``); a size of ``-1`` runs to the end of the axis.""")
@@ -719,7 +956,7 @@ def _gather_samples(dtype, rng):
 
 defop("gather", "params, indices", tensors="params, indices", promote="params",
       shape_rule=_gather_rule,
-      reference=lambda params, indices: np.take(params, np.asarray(indices), axis=0),
+      reference=lambda params, indices: _take_reference(params, indices, 0),
       grad=_gather_grad, samples=_gather_samples, dtypes=ALL, tol="exact",
       export={"onnx": "Gather"},
       doc="""Rows of ``params`` at integer ``indices`` (an embedding lookup): the result has
@@ -737,14 +974,6 @@ def _scatter_rule(x, indices, updates):
     return tuple(x)
 
 
-def _scatter_ref(x, indices, updates):
-    x = np.asarray(x)
-    dt = np.result_type(x, updates)
-    out = x.astype(dt, copy=True)
-    np.add.at(out, np.asarray(indices), np.asarray(updates, dtype=dt))
-    return out
-
-
 def _scatter_samples(dtype, rng):
     return [
         Sample((S.rand(rng, (5, 3), dtype), np.array([4, 0, 4, -1]), S.rand(rng, (4, 3), dtype)),
@@ -759,7 +988,7 @@ def _scatter_samples(dtype, rng):
 
 
 defop("scatter_add", "x, indices, updates", tensors="x, indices, updates",
-      promote="x, updates", shape_rule=_scatter_rule, reference=_scatter_ref,
+      promote="x, updates", shape_rule=_scatter_rule, reference=_scatter_add_reference,
       grad=lambda g, out, x, indices, updates: (g, None, ops.gather(g, indices)),
       samples=_scatter_samples, dtypes=NUMERIC, tol="elementwise",
       export={"onnx": "ScatterND"},
@@ -775,12 +1004,6 @@ def _one_hot_rule(indices, num_classes, axis=-1, dtype=None):
     return tuple(indices[:a]) + (int(num_classes),) + tuple(indices[a:])
 
 
-def _one_hot_ref(indices, num_classes, axis=-1, dtype=None):
-    idx = np.asarray(indices)
-    out = (idx[..., None] == np.arange(num_classes)).astype(np.float64)
-    return np.moveaxis(out, -1, normalize_axis(axis, idx.ndim + 1))
-
-
 def _one_hot_samples(dtype, rng):
     idx = np.array([[0, 3, -1], [4, 2, 2]])
     return [
@@ -793,7 +1016,7 @@ def _one_hot_samples(dtype, rng):
 
 
 defop("one_hot", "indices, num_classes, axis=-1, dtype=None", tensors="indices", promote=(),
-      dtype_rule="dtype_arg", shape_rule=_one_hot_rule, reference=_one_hot_ref,
+      dtype_rule="dtype_arg", shape_rule=_one_hot_rule, reference=_one_hot_reference,
       differentiable=False, samples=_one_hot_samples, dtypes=ALL, tol="exact",
       export={"onnx": "OneHot"},
       doc="""One-hot encoding of integer ``indices`` with ``num_classes`` classes on a new
@@ -809,16 +1032,6 @@ def _top_k_rule(x, k, sorted=True):
         raise ShapeMismatch(f"expected 0 <= k <= {x[-1]} (the last axis), got k={k}")
     s = tuple(x[:-1]) + (int(k),)
     return [s, s]
-
-
-def _top_k_ref(x, k, sorted=True):
-    x = np.asarray(x).astype(np.float64)
-    n = x.shape[-1]
-    nan = np.isnan(x)
-    pos = np.broadcast_to(np.arange(n), x.shape)
-    # keys, last is primary: NaN first, then larger values, then lower indices
-    order = np.lexsort((pos, -np.where(nan, 0.0, x), ~nan), axis=-1)[..., :k]
-    return [np.take_along_axis(x, order, -1), order.astype(np.int64)]
 
 
 def _top_k_grad(g, out, x, k, sorted=True):
@@ -858,7 +1071,7 @@ def _top_k_samples(dtype, rng):
     return out
 
 
-defop("top_k", "x, k, sorted=True", shape_rule=_top_k_rule, reference=_top_k_ref,
+defop("top_k", "x, k, sorted=True", shape_rule=_top_k_rule, reference=_top_k_reference,
       dtype_rule=lambda x, k, sorted=True: [x, _dt.INDEX_DTYPE], grad=_top_k_grad,
       samples=_top_k_samples, dtypes=ALL, tol="exact",
       export={"onnx": "TopK"},
@@ -903,13 +1116,13 @@ def _sort_samples(dtype, rng):
 
 
 defop("sort", "x, axis=-1", shape_rule=_sort_rule,
-      reference=lambda x, axis=-1: np.sort(x, axis=axis, kind="stable"), grad=_sort_grad,
+      reference=_sort_reference, grad=_sort_grad,
       samples=_sort_samples, dtypes=ALL, tol="exact",
       doc="""``x`` sorted ascending along ``axis`` (the flattened tensor when None); NaNs go
       last, as in NumPy.""")
 
 defop("argsort", "x, axis=-1", dtype_rule="index", shape_rule=_sort_rule,
-      reference=lambda x, axis=-1: np.argsort(x, axis=axis, kind="stable").astype(np.int64),
+      reference=_argsort_reference,
       differentiable=False, samples=_sort_samples, dtypes=ALL, tol="exact",
       doc="""Indices (int64) that sort ``x`` ascending along ``axis`` (flattened when None).
       The sort is stable: equal values keep their order. NaNs go last, as in NumPy.""")
