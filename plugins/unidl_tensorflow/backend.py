@@ -3,6 +3,16 @@
 Device names: TensorFlow's ``/CPU:i`` is unidl's ``cpu`` (i = 0) or ``cpu:i``; ``/GPU:i`` is
 ``cuda:i``. Set ``UNIDL_TF_LOGICAL_CPUS=N`` before the backend loads to split the host CPU
 into N logical devices (used to test the device dimension on machines without a GPU).
+
+TensorFlow's log output: when this module loads (never at ``import unidl``), it sets
+``TF_CPP_MIN_LOG_LEVEL=2`` if the user has not set that variable (as before: TensorFlow's C++
+INFO and WARNING lines hidden, errors kept); set the variable yourself to choose another
+level. TensorFlow is imported through :func:`unidl_tensorflow.startup.import_tensorflow`,
+so its start-up lines ("oneDNN custom operations are on...", absl's "All log messages
+before absl::InitializeLog()...") show once instead of twice. They are printed by each of
+the two copies of TensorFlow's platform layer, and the log level does not hide them.
+unidl leaves ``TF_ENABLE_ONEDNN_OPTS`` to the user; its kernels are right with oneDNN on or
+off (see :mod:`unidl_tensorflow.onednn`).
 """
 
 from __future__ import annotations
@@ -10,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import os
 
+import numpy as np
+
+from unidl.backend import Backend
+from unidl_tensorflow.startup import import_tensorflow
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf = import_tensorflow()
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from unidl.backend import Backend  # noqa: E402
-from unidl_tensorflow.kernels import all_kernels  # noqa: E402
+from unidl_tensorflow.kernels import all_kernels  # noqa: E402  (imports tensorflow)
 
 DTYPES = {
     "bool": tf.bool, "uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16,

@@ -12,6 +12,12 @@ between taps), groups are split, unequal depthwise strides are done at stride 1 
 zero-upsampled gradient. Grouped/dilated forward convolutions keep TensorFlow's fused op and
 get their gradient through ``tf.custom_gradient`` from those workarounds, so native autodiff
 (any order) works. float16/bfloat16 are computed in float32 and rounded once.
+
+An empty batch never reaches a convolution or ``MaxPoolWithArgmax`` kernel
+(:func:`unidl_tensorflow.onednn.if_batch`). oneDNN's convolutions (CPUs where TensorFlow
+enables oneDNN) return the input's shape for it, its fused filter-and-bias gradient fails on
+it, TensorFlow's depthwise filter gradient returns uninitialized memory for it on every CPU,
+and ``MaxPoolWithArgmax`` rejects it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import tensorflow as tf
 
 from unidl.backend.conv_kernels import conv_kernels
 from unidl.spec import conv as C
+from unidl_tensorflow import onednn
 
 _LOW = (tf.float16, tf.bfloat16)
 
@@ -178,6 +185,19 @@ def _fwd(x, kernel, g2, groups):
 
 
 def _conv(x, kernel, geo, groups, bias=None):
+    """The convolution, or zeros where it has no output element (an empty batch, no output
+    channel). oneDNN's ``Conv2D`` returns a wrong shape for an empty batch, and fails for
+    zero output channels (CPUs where TensorFlow enables oneDNN). A batch unknown at trace
+    time is checked at run time only where oneDNN runs (:func:`onednn.if_batch`)."""
+    out_shape = geo.out_shape(kernel.shape[-1])
+    if 0 in out_shape[1:]:
+        return onednn.batch_zeros(x, out_shape, x.dtype)
+    return onednn.if_batch(x, lambda: _conv_nonempty(x, kernel, geo, groups, bias),
+                           lambda: onednn.batch_zeros(x, out_shape, x.dtype),
+                           dynamic=onednn.enabled())
+
+
+def _conv_nonempty(x, kernel, geo, groups, bias):
     (x, kernel), dt = _up(x, kernel)
     g2 = _G2(geo)
     y = _fwd(_nhwc(x, geo), _kernel2d(kernel, geo), g2, groups)
@@ -247,10 +267,22 @@ def _dw_bk(x, g, kshape4, g2):
 
 
 def depthwise_conv2d(x, kernel, strides, padding, data_format, dilation_rate):
+    """The depthwise convolution; zeros for an empty batch, which no kernel sees.
+
+    oneDNN's ``DepthwiseConv2dNative`` returns the input's shape for an empty batch (CPUs
+    where TensorFlow enables oneDNN). TensorFlow's own filter gradient returns
+    uninitialized memory for it on every CPU. So a batch unknown at trace time is always
+    checked at run time (:func:`onednn.if_batch`).
+    """
     geo = C.depthwise_geometry(tuple(x.shape), tuple(kernel.shape), strides, padding,
                                data_format, dilation_rate)
-    (x, kernel), dt = _up(x, kernel)
-    return _down(_unnhwc(_dw_fwd(_nhwc(x, geo), kernel, _G2(geo)), geo), dt)
+    out_shape = geo.out_shape(kernel.shape[2] * kernel.shape[3])
+
+    def compute():
+        (xu, ku), dt = _up(x, kernel)
+        return _down(_unnhwc(_dw_fwd(_nhwc(xu, geo), ku, _G2(geo)), geo), dt)
+
+    return onednn.if_batch(x, compute, lambda: onednn.batch_zeros(x, out_shape, x.dtype))
 
 
 def depthwise_conv2d_backprop_input(g, kernel, input_shape, strides, padding, data_format,
@@ -264,11 +296,18 @@ def depthwise_conv2d_backprop_input(g, kernel, input_shape, strides, padding, da
 
 def depthwise_conv2d_backprop_kernel(x, g, kernel_shape, strides, padding, data_format,
                                      dilation_rate):
+    """The depthwise kernel gradient; zeros for an empty batch. TensorFlow's
+    ``DepthwiseConv2dNativeBackpropFilter`` returns uninitialized memory for an empty batch,
+    on every CPU."""
     kernel_shape = tuple(int(v) for v in kernel_shape)
     geo = C.dw_bk_geometry(tuple(x.shape), tuple(g.shape), kernel_shape, strides, padding,
                            data_format, dilation_rate)
-    (x, g), dt = _up(x, g)
-    return _down(_dw_bk(_nhwc(x, geo), _nhwc(g, geo), kernel_shape, _G2(geo)), dt)
+
+    def compute():
+        (xu, gu), dt = _up(x, g)
+        return _down(_dw_bk(_nhwc(xu, geo), _nhwc(gu, geo), kernel_shape, _G2(geo)), dt)
+
+    return onednn.if_batch(x, compute, lambda: tf.zeros(kernel_shape, x.dtype))
 
 
 # ---- pooling ------------------------------------------------------------------------------
@@ -305,21 +344,35 @@ def _argmax(xn, geo):
 
 
 def max_pool_backprop(x, g, pool_size, strides, padding, data_format):
+    """The max-pool input gradient; zeros for an empty batch, which ``MaxPoolWithArgmax``
+    rejects ("tensor_in must not be empty", every CPU)."""
     geo = _pool_geo(x, pool_size, strides, padding, data_format, "max_pool_backprop")
-    (x, g), dt = _up(x, g)
-    xn, gn = _nhwc(x, geo), _nhwc(g, geo)
-    idx = _argmax(xn, geo)
-    total = tf.size(xn, out_type=tf.int64)
-    flat = tf.math.unsorted_segment_sum(tf.reshape(gn, [-1]), tf.reshape(idx, [-1]), total)
-    return _down(_unnhwc(tf.reshape(flat, tf.shape(xn)), geo), dt)
+
+    def compute():
+        (xu, gu), dt = _up(x, g)
+        xn, gn = _nhwc(xu, geo), _nhwc(gu, geo)
+        idx = _argmax(xn, geo)
+        total = tf.size(xn, out_type=tf.int64)
+        flat = tf.math.unsorted_segment_sum(tf.reshape(gn, [-1]), tf.reshape(idx, [-1]),
+                                            total)
+        return _down(_unnhwc(tf.reshape(flat, tf.shape(xn)), geo), dt)
+
+    return onednn.if_batch(x, compute, lambda: tf.zeros_like(x))
 
 
 def max_pool_select(x, h, pool_size, strides, padding, data_format):
+    """``h`` at each window's maximum of ``x``; empty for an empty batch (see
+    :func:`max_pool_backprop`)."""
     geo = _pool_geo(x, pool_size, strides, padding, data_format, "max_pool_select")
-    (x, h), dt = _up(x, h)
-    xn, hn = _nhwc(x, geo), _nhwc(h, geo)
-    idx = _argmax(xn, geo)
-    return _down(_unnhwc(tf.gather(tf.reshape(hn, [-1]), idx), geo), dt)
+
+    def compute():
+        (xu, hu), dt = _up(x, h)
+        xn, hn = _nhwc(xu, geo), _nhwc(hu, geo)
+        idx = _argmax(xn, geo)
+        return _down(_unnhwc(tf.gather(tf.reshape(hn, [-1]), idx), geo), dt)
+
+    return onednn.if_batch(x, compute,
+                           lambda: onednn.batch_zeros(x, geo.out_shape(), x.dtype))
 
 
 def avg_pool_backprop(g, input_shape, pool_size, strides, padding, data_format):

@@ -1,10 +1,52 @@
-"""TensorFlow nn kernels: ``tf.nn`` where it matches the spec."""
+"""TensorFlow nn kernels: ``tf.nn`` where it matches the spec.
+
+``softmax``, ``relu`` and ``relu6`` work around oneDNN kernels that lose NaNs (see
+:mod:`unidl_tensorflow.onednn`).
+"""
 
 import tensorflow as tf
 
 from unidl.spec.nn import check_rate, dropout_mask, norm_axes, param_broadcast_shape
+from unidl_tensorflow import onednn
 
 _HALF = (tf.float16, tf.bfloat16)
+_ONEDNN_SOFTMAX = (tf.float16, tf.bfloat16, tf.float32)  # (oneDNN has no float64 softmax)
+
+
+def relu(x):
+    """``max(x, 0)``. In a graph that Grappler may fuse into oneDNN kernels, NaN stays NaN.
+
+    Grappler fuses ``MatMul``/``Conv2D`` + ``BiasAdd`` + ``Relu`` into one oneDNN kernel
+    whose ``max(x, 0)`` turns NaN into 0. This shows on CPUs where TensorFlow enables oneDNN
+    (AVX512-VNNI and newer x86, aarch64). In such a graph ``relu`` is written as
+    ``Maximum``, which is not fused. That costs the relu's own elementwise pass, the same
+    as in eager mode. Eager mode, and graphs with oneDNN off, keep ``tf.nn.relu``.
+    """
+    if onednn.in_fusing_graph():
+        return _unfused_relu(x)
+    return tf.nn.relu(x)
+
+
+def relu6(x):
+    """``min(max(x, 0), 6)``. NaN stays NaN where Grappler may fuse into oneDNN (see
+    :func:`relu`); there it is ``ClipByValue``, one op that is not fused."""
+    if onednn.in_fusing_graph():
+        return _unfused_relu6(x)
+    return tf.nn.relu6(x)
+
+
+@tf.custom_gradient
+def _unfused_relu(x):
+    """Relu as ``Maximum``, with Relu's own gradient (``ReluGrad``, which is 0 at x = 0)."""
+    y = tf.maximum(x, tf.zeros((), x.dtype))
+    return y, lambda g: tf.raw_ops.ReluGrad(gradients=g, features=y)
+
+
+@tf.custom_gradient
+def _unfused_relu6(x):
+    """Relu6 as ``ClipByValue``, with Relu6's own gradient (``Relu6Grad``)."""
+    y = tf.clip_by_value(x, tf.zeros((), x.dtype), tf.constant(6, x.dtype))
+    return y, lambda g: tf.raw_ops.Relu6Grad(gradients=g, features=y)
 
 
 def leaky_relu(x, negative_slope=0.2):
@@ -23,11 +65,21 @@ def gelu(x, approximate=True):
 
 
 def hard_sigmoid(x):
-    return tf.nn.relu6(x + tf.cast(3.0, x.dtype)) / tf.cast(6.0, x.dtype)
+    return relu6(x + tf.cast(3.0, x.dtype)) / tf.cast(6.0, x.dtype)
 
 
 def softmax(x, axis=-1):
-    return tf.nn.softmax(x, axis=axis)
+    """``tf.nn.softmax``. Where oneDNN may run it, a slice that holds a NaN comes out all
+    NaN, as in the spec.
+
+    oneDNN's ``Softmax`` gives ``[0, nan, 0]`` for ``[1, nan, 2]`` (float32 and bfloat16 on
+    CPUs where TensorFlow enables oneDNN, e.g. AVX512-VNNI x86). :func:`onednn.nan_rows`
+    fixes that with one reduction and one add.
+    """
+    y = tf.nn.softmax(x, axis=axis)
+    if x.dtype in _ONEDNN_SOFTMAX and onednn.enabled():
+        y = onednn.nan_rows(y, x, axis)
+    return y
 
 
 def log_softmax(x, axis=-1):
@@ -81,8 +133,8 @@ def dropout(x, rate, seed=None, training=True):
 
 
 KERNELS = {
-    "relu": tf.nn.relu,
-    "relu6": tf.nn.relu6,
+    "relu": relu,
+    "relu6": relu6,
     "leaky_relu": leaky_relu,
     "elu": elu,
     "selu": tf.nn.selu,
