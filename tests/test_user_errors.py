@@ -290,7 +290,8 @@ def test_unsupported_weights_extension_is_rejected(backend, tmp_path, name):
     path = tmp_path / name
     model = _model()
     with pytest.raises(WeightsFileError, match=r"^save_weights: .*unidl weights files are "
-                                               r"\.npz \(NumPy \.npz archive\)"):
+                                               r"\.safetensors .*\.npz \(NumPy \.npz "
+                                               r"archive\)"):
         model.save_weights(path)
     assert not any(tmp_path.iterdir())
     with pytest.raises(WeightsFileError, match=r"^load_weights: .*\.npz"):
@@ -315,8 +316,7 @@ def test_saving_into_a_missing_directory_names_the_directory(backend, tmp_path):
 
 # ---- 7. ModelCheckpoint ------------------------------------------------------------------------
 def test_model_checkpoint_weights_only(backend, tmp_path):
-    with pytest.raises(ValueError, match=r"saving the full model is not available yet.*"
-                                         r"save_weights_only=True"):
+    with pytest.raises(ValueError, match=r"save_weights_only=False.*must end in \.unidl"):
         unidl.callbacks.ModelCheckpoint(str(tmp_path / "m.npz"), save_weights_only=False)
     with pytest.raises(ValueError, match=r"^ModelCheckpoint filepath: .*\.h5.*\.npz"):
         unidl.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}.weights.h5"))

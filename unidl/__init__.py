@@ -67,9 +67,11 @@ from unidl.variables import Variable  # noqa: E402  isort: skip
 from unidl import optimizers  # noqa: E402  isort: skip
 from unidl import activations, initializers, regularizers  # noqa: E402  isort: skip
 from unidl import layers, losses, metrics, callbacks  # noqa: E402  isort: skip
-from unidl import models  # noqa: E402  isort: skip
-from unidl.models import Input, Model, Sequential  # noqa: E402  isort: skip
+from unidl import constraints  # noqa: E402  isort: skip
+from unidl import models, saving  # noqa: E402  isort: skip
+from unidl.models import Input, Model, Sequential, load_model  # noqa: E402  isort: skip
 
 __all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets",
             "Variable", "optimizers", "activations", "initializers", "regularizers", "layers",
-            "losses", "metrics", "callbacks", "models", "Input", "Model", "Sequential"]
+            "losses", "metrics", "callbacks", "models", "Input", "Model", "Sequential",
+            "constraints", "saving", "load_model"]

@@ -298,31 +298,26 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the weights after each epoch (or only when ``monitor`` improves).
+    """Save the model after each epoch (or only when ``monitor`` improves).
 
-    ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.npz"``; its
-    extension must be a weights format :meth:`~unidl.Model.save_weights` writes (``.npz``),
-    checked here. Files are written atomically (``Model.save_weights``). Only weights are
-    saved: saving the whole model (``save_weights_only=False``) is not available yet.
+    ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.unidl"``.
+    With ``save_weights_only=True`` (the default) the weights are saved
+    (:meth:`~unidl.Model.save_weights`: ``.weights.safetensors`` or ``.npz``); with ``False``
+    the whole model, ready to resume training (:meth:`~unidl.Model.save`: ``.unidl``). The
+    extension is checked here; files are written atomically.
 
     Example:
         >>> from unidl.callbacks import ModelCheckpoint
-        >>> ModelCheckpoint("ckpt-{epoch:02d}.npz").save_weights_only
+        >>> ModelCheckpoint("ckpt-{epoch:02d}.weights.safetensors").save_weights_only
         True
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=True, mode="auto", save_freq="epoch"):
         super().__init__()
-        from unidl.models.model import weights_format
-
-        if not save_weights_only:
-            raise ValueError("ModelCheckpoint(save_weights_only=False): saving the full model "
-                             "is not available yet in unidl; pass save_weights_only=True (the "
-                             "default) to save the weights with Model.save_weights")
         self.filepath, self.monitor, self.verbose = os.fspath(filepath), monitor, verbose
-        weights_format(self.filepath, "ModelCheckpoint filepath")
-        self.save_weights_only = True
+        self.save_weights_only = bool(save_weights_only)
+        _check_checkpoint_path(self.filepath, self.save_weights_only)
         self.save_best_only = save_best_only
         self.mode = _mode(mode, monitor)
         self.best = -math.inf if self.mode == "max" else math.inf
@@ -340,9 +335,23 @@ class ModelCheckpoint(Callback):
             if not improved:
                 return
             self.best = value
-        self.model.save_weights(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: saved weights to {path}")
+            what = "weights" if self.save_weights_only else "model"
+            print(f"Epoch {epoch + 1}: saved the {what} to {path}")
+
+
+def _check_checkpoint_path(filepath: str, weights_only: bool) -> None:
+    if weights_only:
+        from unidl.saving import weights_format
+
+        weights_format(filepath, "ModelCheckpoint filepath")
+    elif os.path.splitext(filepath)[1].lower() != ".unidl":
+        raise ValueError(f"ModelCheckpoint(save_weights_only=False): filepath {filepath!r} "
+                         "must end in .unidl (a whole model, as model.save writes)")
 
 
 class TerminateOnNaN(Callback):

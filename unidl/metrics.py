@@ -65,6 +65,14 @@ class Metric:
         self.update_state(*args, **kwargs)
         return self.result()
 
+    def get_config(self) -> dict:
+        """The constructor's arguments (what ``model.save`` stores)."""
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
 
@@ -144,6 +152,51 @@ class MeanMetricWrapper(Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(self.fn(y_true, ops.convert_to_tensor(y_pred), **self.kwargs),
                              sample_weight)
+
+    def get_config(self) -> dict:
+        """Subclasses: their own arguments. A wrapper of a function: the function's name (a
+        unidl metric or loss function; a function of your own holds code, which is never
+        saved: wrap it in a registered Metric subclass instead)."""
+        config = {**super().get_config(), **self.kwargs}
+        if type(self) is MeanMetricWrapper:
+            name = getattr(self.fn, "__name__", "")
+            if _FUNCTIONS().get(name) is not self.fn:
+                from unidl.saving.registry import SerializationError
+
+                raise SerializationError(
+                    f"metric {self.name!r} wraps the function {self.fn!r}, which holds code "
+                    "unidl never saves; use a unidl metric or a Metric subclass registered "
+                    "with @unidl.saving.register_serializable()")
+            config["fn"] = name
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        if cls is MeanMetricWrapper:
+            name = config.pop("fn")
+            fn = _FUNCTIONS().get(name)
+            if fn is None:
+                raise ValueError(f"unknown metric function {name!r}; known: "
+                                 f"{', '.join(sorted(_FUNCTIONS()))}")
+            return cls(fn, **config)
+        return cls(**config)
+
+
+def _FUNCTIONS() -> dict:  # noqa: N802  (a constant table, built on first use)
+    """The metric and loss functions a :class:`MeanMetricWrapper` config may name."""
+    if not _FUNCTION_TABLE:
+        for fn in (accuracy, sparse_categorical_accuracy, categorical_accuracy,
+                   binary_accuracy, top_k_categorical_accuracy,
+                   sparse_top_k_categorical_accuracy, _losses.mean_squared_error,
+                   _losses.mean_absolute_error, _losses.sparse_categorical_crossentropy,
+                   _losses.categorical_crossentropy, _losses.binary_crossentropy,
+                   _losses.huber, _losses.kl_divergence):
+            _FUNCTION_TABLE[fn.__name__] = fn
+    return _FUNCTION_TABLE
+
+
+_FUNCTION_TABLE: dict = {}
 
 
 def _labels(y_true, y_pred):
@@ -231,6 +284,7 @@ class _Confusion(Metric):
 
     def __init__(self, thresholds, name, dtype="float32"):
         super().__init__(name, dtype)
+        self._thresholds_arg = thresholds
         self.thresholds = np.asarray(thresholds, dtype=np.float32).reshape(-1)
         n = len(self.thresholds)
         self.tp = self.add_variable((n,), name="tp")
@@ -264,6 +318,9 @@ class Precision(_Confusion):
     def __init__(self, thresholds=0.5, name="precision", dtype="float32"):
         super().__init__(thresholds, name, dtype)
 
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self._thresholds_arg}
+
     def result(self):
         r = _safe_div(self.tp.value, ops.add(self.tp.value, self.fp.value))
         return r[0] if len(self.thresholds) == 1 else r
@@ -274,6 +331,9 @@ class Recall(_Confusion):
 
     def __init__(self, thresholds=0.5, name="recall", dtype="float32"):
         super().__init__(thresholds, name, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self._thresholds_arg}
 
     def result(self):
         r = _safe_div(self.tp.value, ops.add(self.tp.value, self.fn.value))
@@ -291,6 +351,11 @@ class AUC(_Confusion):
         if curve not in ("ROC", "PR"):
             raise ValueError("AUC curve must be 'ROC' or 'PR'")
         self.curve = curve
+        self.num_thresholds = num_thresholds
+
+    def get_config(self):
+        return {**super().get_config(), "num_thresholds": self.num_thresholds,
+                "curve": self.curve}
 
     def result(self):
         tp, fp, tn, fn = (v.value for v in (self.tp, self.fp, self.tn, self.fn))

@@ -26,6 +26,8 @@ __all__ = [
     "set_deterministic",
     "is_deterministic",
     "configure_backend",
+    "get_state",
+    "set_state",
     "host_rng",
     "next_seed",
     "uniform",
@@ -88,6 +90,39 @@ def configure_backend(be) -> None:
         be.seed(_seed)
     if _deterministic:
         be.set_deterministic(True)
+
+
+def get_state() -> dict:
+    """The host generator's state and the seed, as JSON values (what ``model.save`` stores
+    in deterministic mode so that a resumed run draws the same masks and orders).
+
+    Example:
+        >>> import unidl
+        >>> unidl.random.set_seed(1)
+        >>> state = unidl.random.get_state()
+        >>> a = unidl.random.host_rng().random()
+        >>> unidl.random.set_state(state)
+        >>> a == unidl.random.host_rng().random()
+        True
+    """
+    with _lock:
+        return {"seed": _seed, "bit_generator": _rng.bit_generator.state}
+
+
+def set_state(state: dict) -> None:
+    """Restore a state from :func:`get_state` (the generator continues from there)."""
+    global _rng, _seed
+    saved = state["bit_generator"]
+    kind = getattr(np.random, str(saved.get("bit_generator", "")), None)
+    if kind is None or not isinstance(kind, type) or \
+            not issubclass(kind, np.random.BitGenerator):
+        raise ValueError(f"unknown random generator state {saved.get('bit_generator')!r}; "
+                         "expected one from unidl.random.get_state()")
+    generator = kind()
+    generator.state = saved
+    with _lock:
+        _rng = np.random.Generator(generator)
+        _seed = state.get("seed")
 
 
 def host_rng() -> np.random.Generator:

@@ -265,7 +265,9 @@ class Layer:
         var = Variable(value, trainable=trainable, name=f"{self.name}/{name or 'weight'}",
                        dtype=dtype)
         var.regularizer = regularizers.get(regularizer) if regularizer is not None else None
-        var.constraint = constraint
+        from unidl import constraints
+
+        var.constraint = constraints.get(constraint)
         self._own_weights.append(var)
         return var
 

@@ -671,10 +671,12 @@ class Bidirectional(Layer):
             raise LayerError(self, f"expected merge_mode in {self._MERGE_MODES}, got "
                                    f"{merge_mode!r}")
         base = _strip(_strip(layer.name, "forward_"), "backward_")
-        self.forward_layer = _clone_layer(layer, name=unique_name(f"forward_{base}"))
+        # (the names follow the wrapped layer's, as in Keras, so a saved config reloads with
+        # the same names)
+        self.forward_layer = _clone_layer(layer, name=f"forward_{base}")
         if backward_layer is None:
             self.backward_layer = _clone_layer(
-                layer, name=unique_name(f"backward_{base}"),
+                layer, name=f"backward_{base}",
                 go_backwards=not getattr(layer, "go_backwards", False))
         else:
             self.backward_layer = backward_layer

@@ -18,7 +18,7 @@ import numpy as np
 from unidl import tree
 from unidl.layers.base import LayerError, SymbolicTensor
 
-__all__ = ["Input", "call_symbolic", "FunctionalGraph"]
+__all__ = ["Input", "call_symbolic", "FunctionalGraph", "graph_config", "graph_from_config"]
 
 _DUMMY_BATCH = 2
 _DUMMY_DIM = 16
@@ -175,3 +175,61 @@ class FunctionalGraph:
 def dummy_batch(shape, dtype):
     """Zeros of a batch shape with None replaced (used to build models from input_shape)."""
     return np.zeros([_DUMMY_BATCH if d is None else d for d in shape], dtype=dtype)
+
+
+# -- configs: the graph as JSON values and back --------------------------------------------------
+def graph_config(model) -> dict:
+    """The functional graph of ``model``: its input tensors, layers, layer calls (each
+    tensor named by ``{"__tensor__": [node, output]}``, node -1 for the model's inputs) and
+    outputs. Layers appear as objects (:func:`unidl.saving.serialize` turns them into
+    configs)."""
+    g = model._graph
+    ids = {id(s): [-1, k] for k, s in enumerate(g.input_leaves)}
+    for n, node in enumerate(g.nodes):
+        for k, out in enumerate(node.outputs):
+            ids[id(out)] = [n, k]
+    layer_index = {id(layer): i for i, layer in enumerate(g.layers)}
+
+    def encode(value):
+        if isinstance(value, SymbolicTensor):
+            return {"__tensor__": ids[id(value)]}
+        if isinstance(value, (list, tuple)):
+            return [encode(v) for v in value]
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        return value
+
+    return {"input_tensors": [{"shape": list(s.shape), "dtype": s.dtype, "name": s.name}
+                              for s in g.input_leaves],
+            "inputs": encode(model._input_spec), "layers": list(g.layers),
+            "nodes": [{"layer": layer_index[id(node.layer)], "inputs": encode(node.inputs),
+                       "args": encode(list(node.args)), "kwargs": encode(dict(node.kwargs))}
+                      for node in g.nodes],
+            "outputs": encode(model._output_spec)}
+
+
+def graph_from_config(config: dict):
+    """``(inputs, outputs)`` symbolic structures rebuilt from :func:`graph_config`'s values
+    (its layers already objects), by calling each layer as the saved graph did."""
+    inputs = [Input(tuple(t["shape"][1:]), dtype=t["dtype"], name=t.get("name"),
+                    batch_size=t["shape"][0]) for t in config["input_tensors"]]
+    produced: list = []
+
+    def decode(value):
+        if isinstance(value, dict) and set(value) == {"__tensor__"}:
+            node, k = value["__tensor__"]
+            return inputs[k] if node == -1 else produced[node][k]
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        if isinstance(value, dict):
+            return {k: decode(v) for k, v in value.items()}
+        return value
+
+    layers = config["layers"]
+    for n, node in enumerate(config["nodes"]):
+        layer = layers[node["layer"]]
+        out = layer(decode(node["inputs"]), *decode(node["args"]), **decode(node["kwargs"]))
+        produced.append(tree.flatten(out)[0])
+        if len(produced) != n + 1:  # pragma: no cover - defensive
+            raise ValueError("graph config: nodes out of order")
+    return decode(config["inputs"]), decode(config["outputs"])

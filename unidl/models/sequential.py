@@ -67,3 +67,21 @@ class Sequential(Model):
         for layer in self._stack:
             x = layer(x, training=training)
         return x
+
+    # -- saving -----------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The layers in order, and the input shape the model was built for."""
+        config = {**Layer.get_config(self), "layers": list(self._stack)}
+        if self._input_spec is not None:
+            config["build_input_shape"] = list(self._input_spec.shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        layers = config.pop("layers", [])
+        shape = config.pop("build_input_shape", None)
+        model = cls(layers=layers, **config)
+        if shape is not None and not model.built:
+            model.build(tuple(shape))
+        return model

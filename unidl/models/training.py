@@ -254,6 +254,10 @@ class TrainingMixin:
         if isinstance(metrics, dict):
             raise ValueError("metrics given as a dict per output are not supported; pass a list")
         self._loss_tracker = _metrics.Mean(name="loss")
+        # (as given: what model.save stores, so a loaded model compiles the same way)
+        self._compile_args = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights,
+                              "jit_compile": jit_compile, "run_eagerly": run_eagerly,
+                              "steps_per_execution": int(steps_per_execution)}
         self.jit_compile = jit_compile
         self.run_eagerly = run_eagerly
         self.steps_per_execution = int(steps_per_execution)
