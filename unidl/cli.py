@@ -129,6 +129,59 @@ def _cmd_ops(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from unidl.serving.cli import serve
+
+    return serve(args.model_file, host=args.host, port=args.port, backend=args.backend,
+                 name=args.name, max_batch_size=args.max_batch_size,
+                 batch_timeout_ms=args.batch_timeout_ms, max_body_bytes=args.max_body_bytes)
+
+
+def _at_least(minimum, kind=int):
+    """An argparse type: a ``kind`` number >= ``minimum``."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _add_serve_parser(sub) -> None:
+    s = sub.add_parser(
+        "serve", help="serve a saved model with TensorFlow Serving's REST API",
+        description="Serve a model saved with model.save() over HTTP with TensorFlow "
+                    "Serving's REST API (GET /v1/models/NAME, GET /v1/models/NAME/metadata, "
+                    "POST /v1/models/NAME:predict, GET /healthz). Concurrent requests are "
+                    "batched into one prediction. Stops on SIGTERM or Ctrl-C after the "
+                    "in-flight requests (exit status 0). Needs `pip install 'unidl[serve]'`. "
+                    "See docs/deployment.md.")
+    s.add_argument("model_file", metavar="MODEL_FILE", help="a .unidl file from model.save()")
+    s.add_argument("--port", type=_at_least(0), default=8501,
+                   help="TCP port (default 8501, TF Serving's REST port; 0: any free port, "
+                        "printed at start)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every "
+                        "interface)")
+    s.add_argument("--backend", help="backend to run the model on (default: $UNIDL_BACKEND, "
+                                     "else numpy)")
+    s.add_argument("--name", help="the model's name in URLs (default: the file name without "
+                                  "its extension)")
+    s.add_argument("--max-batch-size", type=_at_least(1), default=32, metavar="N",
+                   help="most samples per prediction when batching concurrent requests "
+                        "(default 32; 1 turns batching off)")
+    s.add_argument("--batch-timeout-ms", type=_at_least(0.0, float), default=0.0, metavar="T",
+                   help="how long the oldest queued request waits for others to join its "
+                        "batch (default 0: a batch is what queued during the previous prediction)")
+    s.add_argument("--max-body-bytes", type=_at_least(1), default=None, metavar="B",
+                   help="largest request body accepted, else 413 (default 16 MiB)")
+    s.set_defaults(func=_cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from unidl import __version__
 
@@ -180,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("ops", help="list every op of the spec (signature, kind, ONNX name)")
     o.set_defaults(func=_cmd_ops)
+    _add_serve_parser(sub)
     return p
 
 
