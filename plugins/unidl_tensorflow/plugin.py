@@ -17,7 +17,9 @@ def unidl_register_backends():
     return [BackendEntry(name="tensorflow", load=_load,
                          distributions=("tensorflow", "tensorflow-cpu", "tf-nightly"),
                          extra="tensorflow",
-                         description="TensorFlow eager and tf.function, with tf.GradientTape")]
+                         description="TensorFlow eager and tf.function, with tf.GradientTape",
+                         exporters={"tf_saved_model":
+                                    "unidl_tensorflow.export:export_saved_model"})]
 
 
 @hookimpl

@@ -15,7 +15,8 @@ def _load():
 @hookimpl
 def unidl_register_backends():
     return [BackendEntry(name="torch", load=_load, distributions=("torch",), extra="torch",
-                         description="PyTorch eager, with torch.autograd")]
+                         description="PyTorch eager, with torch.autograd",
+                         exporters={"torch": "unidl_torch.export:export_torch"})]  # .pt2
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
@@ -25,6 +25,12 @@ class BackendEntry:
             (the first one installed wins), looked up without importing anything.
         extra: the ``unidl`` extra that installs the framework (for error messages).
         description: one line for ``unidl backends``.
+        exporters: the export formats the backend writes, for ``Model.export(path,
+            format=...)``: ``{format: "module:function"}``, the function imported (and the
+            backend loaded) only when that format is used; it is called as
+            ``fn(graph, path, **options)`` with the model's traced inference pass (an
+            :class:`unidl.export.graph.Graph`). Declared here, at discovery, so finding a
+            format imports no framework.
     """
 
     name: str
@@ -33,6 +39,7 @@ class BackendEntry:
     extra: str | None = None
     description: str = ""
     plugin: str = ""
+    exporters: dict[str, str] = field(default_factory=dict)
 
     def installed_version(self) -> str | None:
         for dist in self.distributions:

@@ -21,7 +21,7 @@ from unidl.backend.base import Backend, BackendEntry
 from unidl.errors import BackendNotFoundError, BackendUnavailableError
 
 __all__ = ["plugin_manager", "list_backends", "get_backend", "BackendInfo", "register_plugin",
-           "plugin_errors", "reset", "is_backend_name", "backend_names",
+           "plugin_errors", "reset", "is_backend_name", "backend_names", "backend_entries",
            "loaded_backends"]
 
 ENTRY_POINT_GROUP = "unidl"
@@ -84,6 +84,11 @@ def is_backend_name(name: str) -> bool:
     if any(ep.name == name for ep in _entry_points()):
         return True
     return name in _backend_entries()
+
+
+def backend_entries() -> dict[str, BackendEntry]:
+    """Every declared backend's entry by name (plugins discovered, no framework imported)."""
+    return dict(_backend_entries())
 
 
 def backend_names() -> list[str]:

@@ -121,6 +121,16 @@ class Model(TrainingMixin, Layer):
         for line in summary_lines(self, line_length):
             (print_fn or print)(line)
 
+    def export(self, filepath, format=None, **options) -> str:
+        """Export the inference pass to run without unidl: ``format="onnx"`` (a ``.onnx``
+        file), ``"torch"`` (a ``torch.export`` program, ``.pt2``) or ``"tf_saved_model"``
+        (a SavedModel directory), from whichever backend the model lives on, with a
+        dynamic batch axis. See :func:`unidl.export.export_model` and
+        ``docs/deployment.md``; returns ``filepath``."""
+        from unidl.export import export_model
+
+        return export_model(self, filepath, format, **options)
+
     # -- saving -----------------------------------------------------------------------------
     def get_config(self) -> dict:
         """Functional models: the layer graph (inputs, layers, calls, outputs); subclassed

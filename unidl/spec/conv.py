@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
 
@@ -779,10 +780,29 @@ def _merge(*gens):
 _CONV_SIG = ("x, kernel, strides=1, padding='valid', data_format='channels_last', "
              "dilation_rate=1, groups=1, bias=None")
 
+# ONNX (``g``: an unidl.export.onnx.OnnxBuilder): channels-first ``Conv`` with the padding the
+# geometry above works out (TensorFlow's "same" included), inputs transposed from and results
+# back to channels-last, kernels ``(*k, in / groups, out)`` transposed to ``(out, in, *k)``.
+def _pads(geo) -> list:
+    return [b for b, _ in geo.pads] + [a for _, a in geo.pads]
+
+
+def _conv_onnx(g, x, kernel, strides=1, padding="valid", data_format="channels_last",
+               dilation_rate=1, groups=1, bias=None):
+    r = g.rank(x)
+    geo = conv_geometry(g.shape(x), g.shape(kernel), strides, padding, data_format,
+                        dilation_rate, groups, r - 2)
+    w = g.transpose(kernel, [r - 1, r - 2] + list(range(r - 2)))
+    y = g.op("Conv", [g.channels_first(x, data_format), w, bias], kernel_shape=list(geo.kernel),
+             strides=list(geo.strides), dilations=list(geo.dilation), group=int(groups),
+             pads=_pads(geo))
+    return g.channels_last(y, data_format, r)
+
+
 defop("conv1d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
       shape_rule=_conv_rule(1, "convolution"), reference=_conv_reference(1, "convolution"),
       grad=_conv_grad, grad_partial=_conv_grad_partial, samples=_conv_samples(_CONV1D_CASES),
-      dtypes=FLOATS, tol="contraction", export={"onnx": "Conv"},
+      dtypes=FLOATS, tol="contraction", export={"onnx": OnnxOp("Conv", _conv_onnx)},
       doc="""1-D convolution (cross-correlation, as in every framework).
 
       ``x`` is ``(batch, width, channels)`` (``channels_first``: ``(batch, channels, width)``),
@@ -795,7 +815,7 @@ defop("conv1d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
 defop("conv2d", _CONV_SIG, tensors="x, kernel, bias", float_inputs=True,
       shape_rule=_conv_rule(2, "convolution"), reference=_conv_reference(2, "convolution"),
       grad=_conv_grad, grad_partial=_conv_grad_partial, samples=_conv_samples(_CONV2D_CASES),
-      dtypes=FLOATS, tol="contraction", export={"onnx": "Conv"},
+      dtypes=FLOATS, tol="contraction", export={"onnx": OnnxOp("Conv", _conv_onnx)},
       doc="""2-D convolution (cross-correlation, as in every framework).
 
       ``x`` is ``(batch, height, width, channels)`` (``channels_first``:
@@ -850,12 +870,27 @@ def _tconv_samples(dtype, rng):
     return out
 
 
+def _tconv_onnx(g, x, kernel, strides=1, padding="valid", output_padding=None,
+                data_format="channels_last", dilation_rate=1):
+    """ONNX ``ConvTranspose``: the forward convolution's pads, and the output padding that
+    gives this op's output size."""
+    geo, out_shape = conv_transpose_geometry(g.shape(x), g.shape(kernel), strides, padding,
+                                             output_padding, data_format, dilation_rate)
+    extra = [o - ((n - 1) * s + e - b - a) for o, n, s, e, (b, a) in zip(
+        geo.in_sizes, geo.out_sizes, geo.strides, geo.effective_kernel, geo.pads)]
+    y = g.op("ConvTranspose", [g.channels_first(x, data_format), g.transpose(kernel,
+                                                                             [3, 2, 0, 1])],
+             kernel_shape=list(geo.kernel), strides=list(geo.strides),
+             dilations=list(geo.dilation), pads=_pads(geo), output_padding=extra)
+    return g.channels_last(y, data_format, 4)
+
+
 defop("conv2d_transpose",
       "x, kernel, strides=1, padding='valid', output_padding=None, "
       "data_format='channels_last', dilation_rate=1",
       tensors="x, kernel", float_inputs=True, shape_rule=_tconv_rule,
       reference=_tconv_reference, grad=_tconv_grad, samples=_tconv_samples, dtypes=FLOATS,
-      tol="contraction", export={"onnx": "ConvTranspose"},
+      tol="contraction", export={"onnx": OnnxOp("ConvTranspose", _tconv_onnx)},
       doc="""2-D transposed convolution (the input-gradient of ``conv2d``), as Keras'
       ``Conv2DTranspose``.
 
@@ -904,11 +939,24 @@ def _dw_cases_samples(dtype, rng):
     return out
 
 
+def _dw_onnx(g, x, kernel, strides=1, padding="valid", data_format="channels_last",
+             dilation_rate=1):
+    """ONNX ``Conv`` with one group per input channel; output channel ``c * M + m``."""
+    geo = depthwise_geometry(g.shape(x), g.shape(kernel), strides, padding, data_format,
+                             dilation_rate)
+    kh, kw, c, m = g.shape(kernel)
+    w = g.op("Reshape", [g.transpose(kernel, [2, 3, 0, 1]), g.ints([c * m, 1, kh, kw])])
+    y = g.op("Conv", [g.channels_first(x, data_format), w], kernel_shape=[kh, kw],
+             strides=list(geo.strides), dilations=list(geo.dilation), group=int(c),
+             pads=_pads(geo))
+    return g.channels_last(y, data_format, 4)
+
+
 defop("depthwise_conv2d",
       "x, kernel, strides=1, padding='valid', data_format='channels_last', dilation_rate=1",
       tensors="x, kernel", float_inputs=True, shape_rule=_dw_rule, reference=_dw_reference,
       grad=_dw_grad, samples=_dw_cases_samples, dtypes=FLOATS, tol="contraction",
-      export={"onnx": "Conv"},
+      export={"onnx": OnnxOp("Conv", _dw_onnx)},
       doc="""2-D depthwise convolution: each input channel convolved with its own
       ``multiplier`` filters. ``kernel`` is ``(kh, kw, in_channels, multiplier)``; output
       channel ``c * multiplier + m`` (TensorFlow's order) has ``in_channels * multiplier``
@@ -951,9 +999,21 @@ def _avg_pool_grad(g, out, x, pool_size, strides, padding, data_format):
 
 _POOL_SIG = "x, pool_size, strides=None, padding='valid', data_format='channels_last'"
 
+
+def _pool_onnx(op_type, **attrs):
+    """ONNX ``MaxPool``/``AveragePool`` (padded cells never win / are not counted)."""
+    def convert(g, x, pool_size, strides=None, padding="valid", data_format="channels_last"):
+        geo = pool_geometry(g.shape(x), pool_size, strides, padding, data_format)
+        y = g.op(op_type, [g.channels_first(x, data_format)], kernel_shape=list(geo.kernel),
+                 strides=list(geo.strides), pads=_pads(geo), **attrs)
+        return g.channels_last(y, data_format, g.rank(x))
+
+    return OnnxOp(op_type, convert)
+
+
 defop("max_pool", _POOL_SIG, float_inputs=True, shape_rule=_pool_rule,
       reference=_max_pool_reference, grad=_max_pool_grad, samples=_pool_samples, dtypes=FLOATS,
-      tol="exact", export={"onnx": "MaxPool"},
+      tol="exact", export={"onnx": _pool_onnx("MaxPool")},
       doc="""Max pooling over 1-D (3-D ``x``) or 2-D (4-D ``x``) windows.
 
       ``strides`` defaults to ``pool_size``; ``padding`` is ``"valid"`` or ``"same"``
@@ -962,7 +1022,7 @@ defop("max_pool", _POOL_SIG, float_inputs=True, shape_rule=_pool_rule,
 
 defop("avg_pool", _POOL_SIG, float_inputs=True, shape_rule=_pool_rule,
       reference=_avg_pool_reference, grad=_avg_pool_grad, samples=_pool_samples, dtypes=FLOATS,
-      tol="reduction", export={"onnx": "AveragePool"},
+      tol="reduction", export={"onnx": _pool_onnx("AveragePool", count_include_pad=0)},
       doc="""Average pooling over 1-D (3-D ``x``) or 2-D (4-D ``x``) windows.
 
       ``strides`` defaults to ``pool_size``; ``padding`` is ``"valid"`` or ``"same"``
@@ -1006,18 +1066,29 @@ def _global_max_impl(x, data_format="channels_last", keepdims=False):
     return ops.max(x, axis=_global_axes(ops.ndim(x), data_format), keepdims=keepdims)
 
 
+def _global_avg_onnx(g, x, data_format="channels_last", keepdims=False):
+    """ONNX ``GlobalAveragePool`` for channels-first inputs; channels-last: ``ReduceMean``
+    over the spatial axes (no transposes). (``global_max_pool`` is converted through
+    ``max``, whose rule keeps NaN as unidl does.)"""
+    axes = _global_axes(g.rank(x), data_format)
+    if data_format == "channels_first":
+        y = g.op("GlobalAveragePool", [x])
+        return y if keepdims else g.squeeze(y, axes)
+    return g.op("ReduceMean", [x, g.ints(axes)], keepdims=int(bool(keepdims)))
+
+
 defop("global_avg_pool", "x, data_format='channels_last', keepdims=False", kind=COMPOSITE,
       impl=_global_avg_impl, float_inputs=True, shape_rule=_global_rule,
       reference=_global_reference(lambda g: T.fsum(g) / len(g)),
       samples=_global_samples, dtypes=FLOATS, tol="reduction",
-      export={"onnx": "GlobalAveragePool"},
+      export={"onnx": OnnxOp("GlobalAveragePool", _global_avg_onnx)},
       doc="""Mean over every spatial axis: ``(batch, *spatial, channels)`` ->
       ``(batch, channels)`` (``keepdims``: spatial axes kept with size 1).""")
 
 defop("global_max_pool", "x, data_format='channels_last', keepdims=False", kind=COMPOSITE,
       impl=_global_max_impl, float_inputs=True, shape_rule=_global_rule,
       reference=_global_reference(T.nan_max),
-      samples=_global_samples, dtypes=FLOATS, tol="exact", export={"onnx": "GlobalMaxPool"},
+      samples=_global_samples, dtypes=FLOATS, tol="exact",
       doc="""Maximum over every spatial axis: ``(batch, *spatial, channels)`` ->
       ``(batch, channels)`` (``keepdims``: spatial axes kept with size 1).""")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec.core import Sample, ShapeMismatch, defop
 from unidl.spec.rules import same_shape
@@ -128,16 +129,29 @@ def _shape_samples(dtype, rng):
     return out
 
 
+# Export: an op without tensor arguments becomes a constant in ONNX (its reference); a shape
+# holding the batch size (``zeros((batch, units))``, an RNN's initial state) is rebuilt from
+# a batch-shaped tensor by ``b.filled`` (see unidl/export/graph.py), keeping the batch dynamic.
+def _zeros_batch(b, shape, dtype=None):
+    return b.filled(shape, 0, dtype or _dt.DEFAULT_FLOAT)
+
+
+def _ones_batch(b, shape, dtype=None):
+    return b.filled(shape, 1, dtype or _dt.DEFAULT_FLOAT)
+
+
 defop("zeros", "shape, dtype=None", tensors=(), dtype_rule="dtype_arg",
       shape_rule=lambda shape, dtype=None: _as_shape(shape),
       reference=lambda shape, dtype: _filled(shape, 0, _ref_dtype(dtype)),
       differentiable=False, samples=_no_grad_samples(_shape_samples), dtypes=ALL, tol="exact",
+      export={"batch": _zeros_batch},
       doc="A tensor of ``shape`` filled with zeros (``dtype`` default ``float32``).")
 
 defop("ones", "shape, dtype=None", tensors=(), dtype_rule="dtype_arg",
       shape_rule=lambda shape, dtype=None: _as_shape(shape),
       reference=lambda shape, dtype: _filled(shape, 1, _ref_dtype(dtype)),
       differentiable=False, samples=_no_grad_samples(_shape_samples), dtypes=ALL, tol="exact",
+      export={"batch": _ones_batch},
       doc="A tensor of ``shape`` filled with ones (``dtype`` default ``float32``).")
 
 
@@ -168,11 +182,15 @@ def _full_reference(shape, fill_value, dtype):
     return _filled(shape, fill_value, _ref_dtype(d))
 
 
+def _full_batch(b, shape, fill_value, dtype=None):
+    return b.filled(shape, fill_value, _std_or(dtype, _scalar_dtype(fill_value)))
+
+
 defop("full", "shape, fill_value, dtype=None", tensors=(),
       dtype_rule=lambda shape, fill_value, dtype=None: _std_or(dtype, _scalar_dtype(fill_value)),
       shape_rule=lambda shape, fill_value, dtype=None: _as_shape(shape),
       reference=_full_reference, differentiable=False, samples=_no_grad_samples(_full_samples),
-      dtypes=ALL, tol="exact",
+      dtypes=ALL, tol="exact", export={"batch": _full_batch},
       doc="""A tensor of ``shape`` filled with ``fill_value``.
 
       Without ``dtype`` the dtype follows the Python value: ``bool`` -> ``bool``, ``int`` ->
@@ -203,14 +221,26 @@ def _like_dtype(x, *rest):
     return _std_or(rest[-1], x)
 
 
+def _filled_like_onnx(fill):
+    """ONNX ``ConstantOfShape(Shape(x))`` filled with ``fill`` (None: the op's fill_value)."""
+    def convert(g, x, *rest):
+        value = fill if fill is not None else rest[0]
+        return g.op("ConstantOfShape", [g.op("Shape", [x])],
+                    value=g.tensor_attr(value, g.out_dtype()))
+
+    return OnnxOp("ConstantOfShape", convert)
+
+
 defop("zeros_like", "x, dtype=None", dtype_rule=_like_dtype, shape_rule=same_shape,
       reference=lambda x, dtype: _filled(np.shape(x), 0, _ref_dtype(_std_or(dtype, x.dtype))),
       differentiable=False, samples=_no_grad_samples(_like_samples()), dtypes=ALL, tol="exact",
+      export={"onnx": _filled_like_onnx(0)},
       doc="Zeros with the shape of ``x`` (dtype: ``dtype`` or that of ``x``).")
 
 defop("ones_like", "x, dtype=None", dtype_rule=_like_dtype, shape_rule=same_shape,
       reference=lambda x, dtype: _filled(np.shape(x), 1, _ref_dtype(_std_or(dtype, x.dtype))),
       differentiable=False, samples=_no_grad_samples(_like_samples()), dtypes=ALL, tol="exact",
+      export={"onnx": _filled_like_onnx(1)},
       doc="Ones with the shape of ``x`` (dtype: ``dtype`` or that of ``x``).")
 
 
@@ -223,6 +253,7 @@ def _full_like_reference(x, fill_value, dtype):
 defop("full_like", "x, fill_value, dtype=None", dtype_rule=_like_dtype, shape_rule=same_shape,
       reference=_full_like_reference, differentiable=False,
       samples=_no_grad_samples(_like_samples(True)), dtypes=ALL, tol="exact",
+      export={"onnx": _filled_like_onnx(None)},
       doc="``fill_value`` in the shape of ``x`` (dtype: ``dtype`` or that of ``x``).")
 
 
@@ -367,9 +398,13 @@ def _cast_samples(dtype, rng):
     return out
 
 
+def _cast_onnx(g, x, dtype):
+    return g.cast(x, g.out_dtype())
+
+
 defop("cast", "x, dtype", dtype_rule="dtype_arg", shape_rule=same_shape,
       reference=_cast_reference, grad=_cast_grad, samples=_cast_samples, dtypes=ALL,
-      tol="elementwise", export={"onnx": "Cast"},
+      tol="elementwise", export={"onnx": OnnxOp("Cast", _cast_onnx)},
       doc="""``x`` converted to ``dtype``.
 
       Floats to integers truncate toward zero (values outside the integer range, NaN and

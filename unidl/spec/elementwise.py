@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import Sample, defop
@@ -236,9 +237,46 @@ def _floor_samples(dtype, rng):
     return out
 
 
+# ONNX (``g``: an unidl.export.onnx.OnnxBuilder): ONNX's Div truncates integers and its Mod
+# takes the dividend's sign unless fmod=0 (integers only), so Python's rules are built here;
+# for floats NumPy's divmod (from C's fmod, then corrected), special values included.
+def _float_divmod_onnx(g, x, y):
+    dtype = g.dtype(x)
+
+    def const(v):
+        return g.const(v, dtype)
+
+    mod = g.op("Mod", [x, y], fmod=1)
+    div = g.op("Div", [g.op("Sub", [x, mod]), y])
+    fix = g.op("And", [g.op("Not", [g.op("Equal", [mod, const(0.0)])]),
+                       g.op("Xor", [g.op("Less", [y, const(0.0)]),
+                                    g.op("Less", [mod, const(0.0)])])])
+    mod = g.op("Where", [fix, g.op("Add", [mod, y]), mod])
+    div = g.op("Where", [fix, g.op("Sub", [div, const(1.0)]), div])
+    floor = g.op("Floor", [div])
+    floor = g.op("Where", [g.op("Greater", [g.op("Sub", [div, floor]), const(0.5)]),
+                           g.op("Add", [floor, const(1.0)]), floor])
+    floor = g.op("Where", [g.op("Equal", [div, const(0.0)]), div, floor])
+    quotient = g.op("Where", [g.op("Equal", [y, const(0.0)]), g.op("Div", [x, y]), floor])
+    return quotient, mod
+
+
+def _floor_divide_onnx(g, x, y):
+    if _is_float(g.dtype(x)):
+        return _float_divmod_onnx(g, x, y)[0]
+    return g.op("Div", [g.op("Sub", [x, g.op("Mod", [x, y], fmod=0)]), y])
+
+
+def _mod_onnx(g, x, y):
+    if _is_float(g.dtype(x)):
+        return _float_divmod_onnx(g, x, y)[1]
+    return g.op("Mod", [x, y], fmod=0)
+
+
 defop("floor_divide", "x, y", tensors="x, y", shape_rule=broadcast_rule,
       reference=_elementwise(_floor_div), differentiable=False, samples=_floor_samples,
-      dtypes=NUMERIC, doc="""Elementwise ``floor(x / y)`` (Python's ``//``) with broadcasting.
+      dtypes=NUMERIC, export={"onnx": OnnxOp("Floor", _floor_divide_onnx)},
+      doc="""Elementwise ``floor(x / y)`` (Python's ``//``) with broadcasting.
 
       Rounds toward minus infinity for integers and floats alike (``-7 // 2 == -4``); special
       values follow NumPy (``inf // 2`` is ``nan``, ``-1 // inf`` is ``-1``). Piecewise
@@ -246,7 +284,7 @@ defop("floor_divide", "x, y", tensors="x, y", shape_rule=broadcast_rule,
 
 defop("mod", "x, y", tensors="x, y", shape_rule=broadcast_rule, reference=_elementwise(_mod),
       grad=lambda g, out, x, y: (g, ops.negative(ops.multiply(g, ops.floor_divide(x, y)))),
-      samples=_floor_samples, dtypes=NUMERIC, export={"onnx": "Mod"},
+      samples=_floor_samples, dtypes=NUMERIC, export={"onnx": OnnxOp("Mod", _mod_onnx)},
       doc="""Elementwise remainder of floor division, ``x - y * floor(x / y)`` (Python's ``%``).
 
       The result has the sign of the divisor ``y`` (``mod(-7, 2) == 1``,
@@ -312,16 +350,40 @@ defop("exp", "x", float_inputs=True, shape_rule=same_shape, reference=_math_fn(m
 
 _math("log", _LOG, lambda g, out, x: (ops.divide(g, x),), S.unary(0.1, 5.0), "Log",
       "Elementwise natural logarithm (``nan`` below 0, ``-inf`` at 0).")
+def _log1p_onnx(g, x):
+    """Goldberg's ``log(u) * x / (u - 1)`` with ``u = 1 + x`` (accurate for small ``x``)."""
+    one = g.const(1.0, g.dtype(x))
+    u = g.op("Add", [x, one])
+    y = g.op("Div", [g.op("Mul", [g.op("Log", [u]), x]), g.op("Sub", [u, one])])
+    exact = g.op("Or", [g.op("Equal", [u, one]), g.op("IsInf", [u], detect_negative=0)])
+    return g.op("Where", [exact, g.op("Where", [g.op("Equal", [u, one]), x, u]), y])
+
+
+def _expm1_onnx(g, x):
+    """Kahan's ``(u - 1) * x / log(u)`` with ``u = exp(x)`` (accurate for small ``x``)."""
+    one = g.const(1.0, g.dtype(x))
+    u = g.op("Exp", [x])
+    um1 = g.op("Sub", [u, one])
+    y = g.op("Div", [g.op("Mul", [um1, x]), g.op("Log", [u])])
+    y = g.op("Where", [g.op("Equal", [um1, g.const(-1.0, g.dtype(x))]), um1, y])
+    y = g.op("Where", [g.op("IsInf", [u]), u, y])
+    return g.op("Where", [g.op("Equal", [u, one]), x, y])
+
+
 _math("log1p", _elementwise(_log1p, np.float64), lambda g, out, x: (ops.divide(g, ops.add(x, 1)),),
-      S.unary(-0.9, 5.0), None, "Elementwise ``log(1 + x)``, accurate for small ``x``.")
+      S.unary(-0.9, 5.0), OnnxOp("Log", _log1p_onnx),
+      "Elementwise ``log(1 + x)``, accurate for small ``x``.")
 _math("expm1", _math_fn(math.expm1), lambda g, out, x: (ops.multiply(g, ops.add(out, 1)),),
-      S.unary(-5.0, 3.0), None, "Elementwise ``exp(x) - 1``, accurate for small ``x``.")
+      S.unary(-5.0, 3.0), OnnxOp("Exp", _expm1_onnx),
+      "Elementwise ``exp(x) - 1``, accurate for small ``x``.")
 _math("sqrt", _SQRT, lambda g, out, x: (ops.divide(g, ops.multiply(out, 2)),),
       S.unary(0.1, 5.0), "Sqrt", "Elementwise square root (``nan`` below 0).")
 _math("rsqrt", _elementwise(lambda v: T.div(1.0, _sqrt(v)), np.float64),
       lambda g, out, x: (ops.multiply(ops.multiply(g, -0.5),
                                       ops.multiply(out, ops.square(out))),),
-      S.unary(0.1, 5.0), None, "Elementwise ``1 / sqrt(x)``.")
+      S.unary(0.1, 5.0),
+      OnnxOp("Reciprocal", lambda g, x: g.op("Reciprocal", [g.op("Sqrt", [x])])),
+      "Elementwise ``1 / sqrt(x)``.")
 _math("reciprocal", _elementwise(lambda v: T.div(1.0, float(v)), np.float64),
       lambda g, out, x: (ops.negative(ops.multiply(g, ops.square(out))),),
       S.unary(avoid_zero=True), "Reciprocal",
@@ -329,7 +391,8 @@ _math("reciprocal", _elementwise(lambda v: T.div(1.0, float(v)), np.float64),
 
 defop("square", "x", shape_rule=same_shape, reference=_elementwise(lambda v: v * v),
       grad=lambda g, out, x: (ops.multiply(g, ops.multiply(x, 2)),), samples=S.unary(),
-      dtypes=NUMERIC, doc="Elementwise ``x * x``.")
+      dtypes=NUMERIC, export={"onnx": OnnxOp("Mul", lambda g, x: g.op("Mul", [x, x]))},
+      doc="Elementwise ``x * x``.")
 
 defop("abs", "x", shape_rule=same_shape, reference=_elementwise(abs),
       grad=lambda g, out, x: (ops.multiply(g, ops.sign(x)),), samples=S.unary(),
@@ -443,9 +506,17 @@ def _clip_samples(dtype, rng):
     return out
 
 
+def _clip_onnx(g, x, x_min=None, x_max=None):
+    """ONNX ``Clip`` for scalar bounds; ``Max``/``Min`` for tensor bounds (broadcast)."""
+    if all(b is None or not g.rank(b) for b in (x_min, x_max)):
+        return g.op("Clip", [x, x_min, x_max])
+    y = x if x_min is None else g.op("Max", [x, x_min])
+    return y if x_max is None else g.op("Min", [y, x_max])
+
+
 defop("clip", "x, x_min=None, x_max=None", tensors="x, x_min, x_max",
       shape_rule=broadcast_rule, reference=_clip_reference, grad=_clip_grad,
-      samples=_clip_samples, dtypes=NUMERIC, export={"onnx": "Clip"},
+      samples=_clip_samples, dtypes=NUMERIC, export={"onnx": OnnxOp("Clip", _clip_onnx)},
       doc="""Elementwise ``minimum(maximum(x, x_min), x_max)``; either bound may be ``None``.
 
       Bounds may be scalars or tensors (broadcast with ``x``); all three are promoted
@@ -469,10 +540,16 @@ def _where_samples(dtype, rng):
     return out
 
 
+def _as_bool(g, t):
+    """``t != 0`` as ONNX bool (NaN is true, as in unidl's logical ops)."""
+    return t if g.dtype(t) == "bool" else g.cast(t, "bool")
+
+
 defop("where", "condition, x, y", tensors="condition, x, y", promote="x, y",
       shape_rule=broadcast_rule, reference=_where_reference,
       grad=lambda g, out, c, x, y: (None, ops.where(c, g, 0), ops.where(c, 0, g)),
-      samples=_where_samples, dtypes=ALL, tol="exact", export={"onnx": "Where"},
+      samples=_where_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Where", lambda g, c, x, y: g.op("Where", [_as_bool(g, c), x, y]))},
       doc="""Elementwise ``x`` where ``condition`` is true, else ``y``, all three broadcast.
 
       ``condition`` should be ``bool`` (other dtypes are read as ``!= 0``); ``x`` and ``y``
@@ -501,6 +578,25 @@ _math("erf", _math_fn(math.erf),
 # ---- comparisons and logic (bool results, no gradient) ----------------------------------
 _CMP_SAMPLES = _combine(_int_grid(-2, 2), S.binary(specials=False))
 
+
+def _not_equal_onnx(g, x, y):
+    return g.op("Not", [g.op("Equal", [x, y])])
+
+
+def _logic_onnx(op_type):
+    """ONNX ``And``/``Or``/``Not`` on the inputs read as bool."""
+    return OnnxOp(op_type, lambda g, *xs: g.op(op_type, [_as_bool(g, x) for x in xs]))
+
+
+def _float_test_onnx(op_type, fn):
+    """``IsNaN``/``IsInf``-based tests; integer and bool inputs are always finite."""
+    def convert(g, x):
+        if not _is_float(g.dtype(x)):
+            x = g.cast(x, "float32")
+        return fn(g, x)
+
+    return OnnxOp(op_type, convert)
+
 for _name, _ref, _sym, _onnx in (
         ("equal", lambda a, b: a == b, "==", "Equal"),
         ("not_equal", lambda a, b: a != b, "!=", None),
@@ -511,7 +607,7 @@ for _name, _ref, _sym, _onnx in (
     defop(_name, "x, y", tensors="x, y", dtype_rule="bool", shape_rule=broadcast_rule,
           reference=_elementwise(_ref, np.bool_), differentiable=False, samples=_CMP_SAMPLES,
           dtypes=ALL, tol="exact",
-          export={"onnx": _onnx} if _onnx else {},
+          export={"onnx": _onnx} if _onnx else {"onnx": OnnxOp("Equal", _not_equal_onnx)},
           doc=f"Elementwise ``x {_sym} y`` (``bool``), after promoting ``x`` and ``y`` "
               "together. Comparisons with NaN are false (``not_equal``: true).")
 
@@ -522,7 +618,7 @@ for _name, _ref, _onnx, _what in (
     defop(_name, "x, y", tensors="x, y", dtype_rule="bool", shape_rule=broadcast_rule,
           reference=_elementwise(_ref, np.bool_), differentiable=False,
           samples=_LOGIC_SAMPLES, dtypes=ALL,
-          tol="exact", export={"onnx": _onnx},
+          tol="exact", export={"onnx": _logic_onnx(_onnx)},
           doc=f"Elementwise logical {_what} (``bool``); nonzero values (NaN too) are true.")
 
 
@@ -534,12 +630,17 @@ def _logic_unary_samples(dtype, rng):
 defop("logical_not", "x", dtype_rule="bool", shape_rule=same_shape,
       reference=_elementwise(lambda v: not v, np.bool_),
       differentiable=False, samples=_logic_unary_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "Not"}, doc="Elementwise logical not (``bool``): ``x == 0``.")
+      export={"onnx": _logic_onnx("Not")}, doc="Elementwise logical not (``bool``): ``x == 0``.")
 
 for _name, _ref, _onnx, _doc in (
-        ("isnan", math.isnan, "IsNaN", "Elementwise test for NaN (``bool``)."),
-        ("isinf", math.isinf, "IsInf", "Elementwise test for ``+-inf`` (``bool``)."),
-        ("isfinite", math.isfinite, None, "Elementwise test for a finite value (``bool``).")):
+        ("isnan", math.isnan, _float_test_onnx("IsNaN", lambda g, x: g.op("IsNaN", [x])),
+         "Elementwise test for NaN (``bool``)."),
+        ("isinf", math.isinf, _float_test_onnx("IsInf", lambda g, x: g.op("IsInf", [x])),
+         "Elementwise test for ``+-inf`` (``bool``)."),
+        ("isfinite", math.isfinite, _float_test_onnx(
+            "IsInf", lambda g, x: g.op("Not", [g.op("Or", [g.op("IsNaN", [x]),
+                                                            g.op("IsInf", [x])])])),
+         "Elementwise test for a finite value (``bool``).")):
     defop(_name, "x", dtype_rule="bool", shape_rule=same_shape,
           reference=_elementwise(_ref, np.bool_),
           differentiable=False, samples=S.unary(), dtypes=ALL, tol="exact",

@@ -27,6 +27,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
@@ -320,10 +321,19 @@ def _dense_samples(dtype, rng):
     ]
 
 
+def _dense_onnx(g, x, kernel, bias=None):
+    """ONNX ``Gemm`` for a 2-D ``x``, else ``MatMul`` (+ ``Add``)."""
+    if g.rank(x) == 2:
+        return g.op("Gemm", [x, kernel, bias])
+    y = g.op("MatMul", [x, kernel])
+    return y if bias is None else g.op("Add", [y, bias])
+
+
 defop("dense", "x, kernel, bias=None", tensors="x, kernel, bias", kind=COMPOSITE,
       impl=_dense_impl, shape_rule=_dense_shape, reference=_dense_reference, grad=_dense_grad,
       grad_partial=_dense_grad_partial,
-      samples=_dense_samples, dtypes=FLOATS, tol="contraction", export={"onnx": "Gemm"},
+      samples=_dense_samples, dtypes=FLOATS, tol="contraction",
+      export={"onnx": OnnxOp("Gemm", _dense_onnx)},
       doc="""The affine map of a Dense layer: ``matmul(x, kernel) + bias``.
 
       ``x`` has shape ``(..., in)``, ``kernel`` ``(in, out)``, ``bias`` ``(out,)`` or None;
@@ -404,9 +414,15 @@ def _tensordot_samples(dtype, rng):
                    name=f"{a}.{b},axes={axes}") for a, b, axes in cases]
 
 
+def _tensordot_onnx(g, x, y, axes=2):
+    nx, ny = g.rank(x), g.rank(y)
+    ax, ay = tensordot_axes(axes, nx, ny)
+    return g.op("Einsum", [x, y], equation=_tensordot_subscripts(nx, ny, ax, ay))
+
+
 defop("tensordot", "x, y, axes=2", tensors="x, y", shape_rule=_tensordot_shape,
       reference=_tensordot_reference, grad=_tensordot_grad, samples=_tensordot_samples,
-      dtypes=FLOATS, tol="contraction",
+      dtypes=FLOATS, tol="contraction", export={"onnx": OnnxOp("Einsum", _tensordot_onnx)},
       doc="""Tensor contraction over ``axes`` with ``np.tensordot``'s rules.
 
       ``axes`` is an int ``n`` (the last ``n`` axes of ``x`` with the first ``n`` of ``y``)
@@ -633,9 +649,17 @@ def _einsum_samples(dtype, rng):
             for subs, shapes in cases]
 
 
+def _einsum_onnx(g, subscripts, operands):
+    """ONNX ``Einsum`` with the explicit equation of :func:`einsum_expression` (ONNX
+    broadcasts neither letters nor ellipses); an unknown batch size counts as not 1."""
+    shapes = tuple(tuple(2**31 - 1 if d is None else d for d in g.shape(x)) for x in operands)
+    return g.op("Einsum", list(operands), equation=einsum_expression(str(subscripts), shapes))
+
+
 defop("einsum", "subscripts, *operands", tensors=(), tensor_lists="operands",
       shape_rule=_einsum_shape, reference=_einsum_reference, grad=_einsum_grad,
-      samples=_einsum_samples, dtypes=FLOATS, tol="contraction", export={"onnx": "Einsum"},
+      samples=_einsum_samples, dtypes=FLOATS, tol="contraction",
+      export={"onnx": OnnxOp("Einsum", _einsum_onnx)},
       doc="""Einstein summation with ``np.einsum``'s rules.
 
       Supports an explicit output (``"ij,jk->ik"``) or an implicit one (``"ij,jk"``: letters

@@ -31,6 +31,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
@@ -217,6 +218,17 @@ def _act(name, signature="x", *, impl, reference, grad, samples=None, onnx=None,
 
 
 # ---- activations --------------------------------------------------------------------------
+# ONNX converters (``g``: an unidl.export.onnx.OnnxBuilder); gelu and silu have no ONNX op at
+# the exported opset and are converted through their implementations.
+def _onnx_attrs(op_type, **names):
+    """A converter for ``op_type`` whose attributes are the op's arguments ``names`` maps
+    (``{attribute: position after x}``)."""
+    def convert(g, x, *args):
+        return g.op(op_type, [x], **{k: float(args[i]) for k, i in names.items()})
+
+    return OnnxOp(op_type, convert)
+
+
 _act("relu", impl=lambda x: ops.maximum(x, 0.0), reference=_activation(_relu),
      grad=lambda g, out, x: (_where_pos(x, g, 0.0),), onnx="Relu",
      doc="Rectified linear unit, ``max(x, 0)``.")
@@ -227,21 +239,24 @@ def _relu6_grad(g, out, x):
 
 
 _act("relu6", impl=lambda x: ops.minimum(ops.maximum(x, 0.0), 6.0),
-     reference=_activation(_relu6), grad=_relu6_grad,
-     samples=_act_samples(-9.0, 9.0), doc="``min(max(x, 0), 6)``.")
+     reference=_activation(_relu6), grad=_relu6_grad, samples=_act_samples(-9.0, 9.0),
+     onnx=OnnxOp("Clip", lambda g, x: g.op("Clip", [x, g.const(0.0, g.dtype(x)),
+                                                     g.const(6.0, g.dtype(x))])),
+     doc="``min(max(x, 0), 6)``.")
 
 _act("leaky_relu", "x, negative_slope=0.2",
      impl=lambda x, s: _where_pos(x, x, ops.multiply(x, s)),
      reference=_activation(_leaky_relu),
      grad=lambda g, out, x, s: (_where_pos(x, g, ops.multiply(g, s)),),
-     samples=_act_samples(params=[(0.01,), (0.5,)]), onnx="LeakyRelu",
+     samples=_act_samples(params=[(0.01,), (0.5,)]),
+     onnx=_onnx_attrs("LeakyRelu", alpha=0),
      doc="``x`` where positive, ``negative_slope * x`` elsewhere (Keras default 0.2).")
 
 _act("elu", "x, alpha=1.0",
      impl=lambda x, a: _where_pos(x, x, ops.multiply(ops.expm1(x), a)),
      reference=_activation(_elu),
      grad=lambda g, out, x, a: (_where_pos(x, g, ops.multiply(g, ops.add(out, a))),),
-     samples=_act_samples(params=[(0.5,), (2.0,)]), onnx="Elu",
+     samples=_act_samples(params=[(0.5,), (2.0,)]), onnx=_onnx_attrs("Elu", alpha=0),
      doc="Exponential linear unit: ``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere.")
 
 _act("selu",
@@ -251,7 +266,8 @@ _act("selu",
      grad=lambda g, out, x: (_where_pos(x, ops.multiply(g, SELU_SCALE),
                                         ops.multiply(g, ops.add(out,
                                                                 SELU_SCALE * SELU_ALPHA))),),
-     onnx="Selu", doc="Scaled ELU with the self-normalizing constants of Klambauer et al.")
+     onnx=OnnxOp("Selu", lambda g, x: g.op("Selu", [x], alpha=SELU_ALPHA, gamma=SELU_SCALE)),
+     doc="Scaled ELU with the self-normalizing constants of Klambauer et al.")
 
 
 def _gelu_impl(x, approximate=True):
@@ -307,7 +323,10 @@ def _hard_sigmoid_grad(g, out, x):
 _act("hard_sigmoid",
      impl=lambda x: ops.multiply(ops.minimum(ops.maximum(ops.add(x, 3.0), 0.0), 6.0), 1.0 / 6.0),
      reference=_activation(_hard_sigmoid), grad=_hard_sigmoid_grad,
-     samples=_act_samples(-5.0, 5.0), doc="``relu6(x + 3) / 6`` (Keras 3 definition).")
+     samples=_act_samples(-5.0, 5.0),
+     onnx=OnnxOp("HardSigmoid", lambda g, x: g.op("HardSigmoid", [x], alpha=1.0 / 6.0,
+                                                  beta=0.5)),
+     doc="``relu6(x + 3) / 6`` (Keras 3 definition).")
 
 
 def _softplus_impl(x):
@@ -375,17 +394,27 @@ def _softmax_samples(dtype, rng):
     ]
 
 
+def _softmax_onnx(op_type):
+    def convert(g, x, axis=-1):
+        if not isinstance(axis, (int, np.integer)):
+            g.unsupported("several axes")
+        return g.op(op_type, [x], axis=int(axis))
+
+    return OnnxOp(op_type, convert)
+
+
 defop("softmax", "x, axis=-1", kind=COMPOSITE, impl=_softmax_impl, float_inputs=True,
       shape_rule=_axis_rule, reference=lambda x, axis=-1: T.along(_softmax_lane, x, axis),
       grad=_softmax_grad,
-      samples=_softmax_samples, dtypes=FLOATS, tol="reduction", export={"onnx": "Softmax"},
+      samples=_softmax_samples, dtypes=FLOATS, tol="reduction",
+      export={"onnx": _softmax_onnx("Softmax")},
       doc="``exp(x) / sum(exp(x))`` along ``axis``, stable for large logits.")
 
 defop("log_softmax", "x, axis=-1", kind=COMPOSITE, impl=_log_softmax_impl, float_inputs=True,
       shape_rule=_axis_rule,
       reference=lambda x, axis=-1: T.along(_log_softmax_lane, x, axis), grad=_log_softmax_grad,
       samples=_softmax_samples, dtypes=FLOATS, tol="reduction",
-      export={"onnx": "LogSoftmax"},
+      export={"onnx": _softmax_onnx("LogSoftmax")},
       doc="``x - logsumexp(x)`` along ``axis``, stable for large logits.")
 
 
@@ -495,11 +524,29 @@ def _batch_norm_samples(dtype, rng):
     ]
 
 
+def _batch_norm_onnx(g, x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1):
+    """ONNX ``BatchNormalization`` (channels on axis 1: ``x`` transposed there and back)."""
+    shape = g.shape(x)
+    r = len(shape)
+    params = [p for p in (mean, variance, offset, scale) if p is not None]
+    if r < 2 or any(len(g.shape(p)) != 1 for p in params):
+        g.unsupported("statistics of full rank, or an input of rank < 2")
+    a = normalize_axis(axis, r)
+    c, dtype = shape[a], g.dtype(x)
+    scale = scale if scale is not None else g.const(np.ones(c), dtype)
+    offset = offset if offset is not None else g.const(np.zeros(c), dtype)
+    others = [i for i in range(r) if i != a]
+    perm = others[:1] + [a] + others[1:]
+    y = g.op("BatchNormalization", [g.transpose(x, perm), scale, offset, mean, variance],
+             epsilon=float(epsilon))
+    return g.transpose(y, np.argsort(perm))
+
+
 defop("batch_norm", "x, mean, variance, offset=None, scale=None, epsilon=1e-3, axis=-1",
       kind=COMPOSITE, impl=_batch_norm_impl, tensors="x, mean, variance, offset, scale",
       float_inputs=True, shape_rule=_batch_norm_shape, reference=_batch_norm_reference,
       grad=_batch_norm_grad, samples=_batch_norm_samples, dtypes=FLOATS, tol="elementwise",
-      export={"onnx": "BatchNormalization"},
+      export={"onnx": OnnxOp("BatchNormalization", _batch_norm_onnx)},
       doc="""Batch normalization with given statistics (the inference form).
 
       ``(x - mean) / sqrt(variance + epsilon) * scale + offset``, the statistics laid along
@@ -583,11 +630,24 @@ def _layer_norm_samples(dtype, rng):
     ]
 
 
+def _layer_norm_onnx(g, x, gamma=None, beta=None, axis=-1, epsilon=1e-3):
+    """ONNX ``LayerNormalization`` over the trailing axes from ``axis`` on."""
+    shape = g.shape(x)
+    axes = norm_axes(axis, len(shape))
+    tail = tuple(shape[axes[0]:])
+    if axes != tuple(range(axes[0], len(shape))) or None in tail or any(
+            tuple(g.shape(p)) != tail for p in (gamma, beta) if p is not None):
+        g.unsupported("normalized axes that are not the trailing ones, or parameters that "
+                      "are not of their shape")
+    gamma = gamma if gamma is not None else g.const(np.ones(tail), g.dtype(x))
+    return g.op("LayerNormalization", [x, gamma, beta], axis=axes[0], epsilon=float(epsilon))
+
+
 defop("layer_norm", "x, gamma=None, beta=None, axis=-1, epsilon=1e-3", kind=COMPOSITE,
       impl=_layer_norm_impl, tensors="x, gamma, beta", float_inputs=True,
       shape_rule=_layer_norm_shape, reference=_layer_norm_reference, grad=_layer_norm_grad,
       samples=_layer_norm_samples, dtypes=FLOATS, tol="reduction",
-      export={"onnx": "LayerNormalization"},
+      export={"onnx": OnnxOp("LayerNormalization", _layer_norm_onnx)},
       doc="""Layer normalization: statistics (mean, biased variance) over ``axis``.
 
       ``(x - mean) / sqrt(var + epsilon) * gamma + beta``; ``axis`` is an int or a tuple,
@@ -643,9 +703,16 @@ def _dropout_samples(dtype, rng):
     ]
 
 
+def _dropout_onnx(g, x, rate, seed=None, training=True):
+    if training and check_rate(rate) > 0.0:
+        g.unsupported("dropout with training=True (random) in an inference graph")
+    return g.op("Identity", [x])
+
+
 defop("dropout", "x, rate, seed=None, training=True", float_inputs=True,
       shape_rule=_dropout_shape, reference=_dropout_reference, grad=_dropout_grad,
-      samples=_dropout_samples, dtypes=FLOATS, tol="elementwise", export={"onnx": "Dropout"},
+      samples=_dropout_samples, dtypes=FLOATS, tol="elementwise",
+      export={"onnx": OnnxOp("Identity", _dropout_onnx)},
       doc="""Zero each element with probability ``rate`` and scale the rest by ``1 / (1 - rate)``.
 
       ``training=False`` or ``rate == 0`` returns ``x``. With an int ``seed`` the mask is

@@ -16,6 +16,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import Sample, ShapeMismatch, defop
@@ -172,6 +173,29 @@ def _with_specials(gen, extra=()):
     return samples
 
 
+# ---- ONNX converters (``g``: an unidl.export.onnx.OnnxBuilder) -------------------------------
+def _reduce_onnx(op_type, nan_wins=False):
+    """ONNX ``Reduce*`` (opset 18: the axes are an input; none given: every axis), the input
+    first cast to the op's result dtype (bool sums give int32). ``nan_wins``: a NaN in a
+    float group gives NaN (ONNX Runtime's ReduceMax/ReduceMin skip it)."""
+    def convert(g, x, axis=None, keepdims=False):
+        out = g.out_dtype()
+        if g.dtype(x) != out:
+            x = g.cast(x, out)
+        axes = None if axis is None else normalize_axes(axis, g.rank(x))
+        if axes == ():  # (NumPy: nothing reduced)
+            return g.op("Identity", [x])
+        axes_in = [] if axes is None else [g.ints(axes)]
+        y = g.op(op_type, [x] + axes_in, keepdims=int(bool(keepdims)))
+        if not (nan_wins and _dt.is_float(out)):
+            return y
+        nans = g.op("ReduceMax", [g.cast(g.op("IsNaN", [x]), "float32")] + axes_in,
+                    keepdims=int(bool(keepdims)))
+        return g.op("Where", [g.cast(nans, "bool"), g.const(np.nan, out), y])
+
+    return OnnxOp(op_type, convert)
+
+
 # ---- sum, mean, prod -----------------------------------------------------------------------
 def _sum_grad(g, out, x, axis, keepdims):
     if not _is_float(x):
@@ -183,7 +207,7 @@ defop("sum", "x, axis=None, keepdims=False", dtype_rule=_sum_dtype,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
       reference=_reducer(_total, _acc_dtype), grad=_sum_grad,
       samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
-      export={"onnx": "ReduceSum"},
+      export={"onnx": _reduce_onnx("ReduceSum")},
       doc="""Sum of ``x`` over ``axis`` (all axes when None).
 
       Integer inputs sum in their own dtype (wrapping on overflow); bool sums to int32.""")
@@ -201,7 +225,7 @@ defop("mean", "x, axis=None, keepdims=False", float_inputs=True,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
       reference=_reducer(_mean, lambda x: np.float64), grad=_mean_grad,
       samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
-      export={"onnx": "ReduceMean"},
+      export={"onnx": _reduce_onnx("ReduceMean")},
       doc="Arithmetic mean over ``axis``; integer inputs give float32. Empty: NaN.")
 
 
@@ -268,7 +292,7 @@ def _prod_grad(g, out, x, axis, keepdims):
 defop("prod", "x, axis=None, keepdims=False", dtype_rule=_sum_dtype,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
       reference=_reducer(math.prod, _acc_dtype), grad=_prod_grad, samples=_prod_samples,
-      dtypes=ALL, tol="reduction", export={"onnx": "ReduceProd"},
+      dtypes=ALL, tol="reduction", export={"onnx": _reduce_onnx("ReduceProd")},
       doc="""Product over ``axis``. Integer inputs multiply in their own dtype; bool gives int32.
 
       The gradient is the product of the other elements (exclusive cumulative products), so
@@ -316,12 +340,14 @@ _EXTREME_DOC = """{what} of ``x`` over ``axis``; NaN propagates. Errors on an em
 defop("max", "x, axis=None, keepdims=False", shape_rule=_nonempty_reduce_rule,
       reference=_reducer(T.nan_max), grad=_extreme_grad,
       samples=_with_specials(_extreme_samples), dtypes=ALL, tol="reduction",
-      export={"onnx": "ReduceMax"}, doc=_EXTREME_DOC.format(what="Maximum"))
+      export={"onnx": _reduce_onnx("ReduceMax", nan_wins=True)},
+      doc=_EXTREME_DOC.format(what="Maximum"))
 
 defop("min", "x, axis=None, keepdims=False", shape_rule=_nonempty_reduce_rule,
       reference=_reducer(T.nan_min), grad=_extreme_grad,
       samples=_with_specials(_extreme_samples), dtypes=ALL, tol="reduction",
-      export={"onnx": "ReduceMin"}, doc=_EXTREME_DOC.format(what="Minimum"))
+      export={"onnx": _reduce_onnx("ReduceMin", nan_wins=True)},
+      doc=_EXTREME_DOC.format(what="Minimum"))
 
 
 # ---- var, std ------------------------------------------------------------------------------
@@ -363,14 +389,33 @@ def _var_samples(dtype, rng):
     return out
 
 
+def _var_onnx(root: bool):
+    """``sum((x - mean)**2) / (n - ddof)`` in ONNX ops (its square root for ``std``)."""
+    def convert(g, x, axis=None, keepdims=False, ddof=0):
+        shape = g.shape(x)
+        axes = normalize_axes(axis, len(shape))
+        if any(shape[a] is None for a in axes):
+            g.unsupported("a variance over the batch axis")
+        n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+        ax = g.ints(axes)
+        d = g.op("Sub", [x, g.op("ReduceMean", [x, ax], keepdims=1)])
+        total = g.op("ReduceSum", [g.op("Mul", [d, d]), ax], keepdims=int(bool(keepdims)))
+        v = g.op("Div", [total, g.const(float(max(n - ddof, 0)), g.dtype(x))])
+        return g.op("Sqrt", [v]) if root else v
+
+    return OnnxOp("Sqrt" if root else "ReduceSum", convert)
+
+
 defop("var", "x, axis=None, keepdims=False, ddof=0", float_inputs=True, shape_rule=_var_rule,
       reference=_var_reference,
       grad=_var_grad, samples=_with_specials(_var_samples, (0,)), dtypes=ALL, tol="reduction",
+      export={"onnx": _var_onnx(False)},
       doc="Variance over ``axis``: ``sum((x - mean)**2) / (n - ddof)``.")
 
 defop("std", "x, axis=None, keepdims=False, ddof=0", float_inputs=True, shape_rule=_var_rule,
       reference=_std_reference,
       grad=_std_grad, samples=_with_specials(_var_samples, (0,)), dtypes=ALL, tol="reduction",
+      export={"onnx": _var_onnx(True)},
       doc="Standard deviation over ``axis``: ``sqrt(var(x, axis, keepdims, ddof))``.")
 
 
@@ -411,15 +456,38 @@ _ARG_DOC = """Index (int64) of the {what} of ``x`` along ``axis`` (of the flatte
       when None). Ties give the first occurrence; a NaN counts as the {what} (first NaN wins),
       as in NumPy. Errors on an empty reduction."""
 
+def _arg_onnx(op_type):
+    """ONNX ``ArgMax``/``ArgMin`` (first occurrence); ``axis=None`` on the flattened tensor;
+    a lane holding NaN gives its first NaN (as NumPy; ONNX Runtime skips NaN)."""
+    def lanes(g, x, axis, keepdims, is_float):
+        attrs = {"axis": axis, "keepdims": int(bool(keepdims))}
+        y = g.op(op_type, [x], **attrs)
+        if not is_float:
+            return y
+        nans = g.cast(g.op("IsNaN", [x]), "int32")
+        has_nan = g.cast(g.op("ReduceMax", [nans, g.ints([axis])], keepdims=attrs["keepdims"]),
+                         "bool")
+        return g.op("Where", [has_nan, g.op("ArgMax", [nans], **attrs), y])
+
+    def convert(g, x, axis=None, keepdims=False):
+        r, is_float = g.rank(x), _dt.is_float(g.dtype(x))
+        if axis is None:
+            y = lanes(g, g.op("Reshape", [x, g.ints([-1])]), 0, False, is_float)
+            return g.op("Reshape", [y, g.ints([1] * r)]) if keepdims else y
+        return lanes(g, x, normalize_axis(axis, r), keepdims, is_float)
+
+    return OnnxOp(op_type, convert)
+
+
 defop("argmax", "x, axis=None, keepdims=False", dtype_rule="index", shape_rule=_arg_rule,
       reference=_reducer(_first_extreme(lambda v, b: v > b), lambda x: np.int64),
       differentiable=False, samples=_arg_samples, dtypes=ALL,
-      tol="exact", export={"onnx": "ArgMax"}, doc=_ARG_DOC.format(what="maximum"))
+      tol="exact", export={"onnx": _arg_onnx("ArgMax")}, doc=_ARG_DOC.format(what="maximum"))
 
 defop("argmin", "x, axis=None, keepdims=False", dtype_rule="index", shape_rule=_arg_rule,
       reference=_reducer(_first_extreme(lambda v, b: v < b), lambda x: np.int64),
       differentiable=False, samples=_arg_samples, dtypes=ALL,
-      tol="exact", export={"onnx": "ArgMin"}, doc=_ARG_DOC.format(what="minimum"))
+      tol="exact", export={"onnx": _arg_onnx("ArgMin")}, doc=_ARG_DOC.format(what="minimum"))
 
 
 # ---- logsumexp -----------------------------------------------------------------------------
@@ -443,6 +511,7 @@ defop("logsumexp", "x, axis=None, keepdims=False", float_inputs=True,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
       reference=_reducer(_logsumexp_of, lambda x: np.float64), grad=_logsumexp_grad,
       samples=_with_specials(_logsumexp_samples), dtypes=ALL, tol="reduction",
+      export={"onnx": _reduce_onnx("ReduceLogSumExp")},
       doc="""``log(sum(exp(x)))`` over ``axis``, computed stably (the maximum is subtracted
       first), so large logits do not overflow. An empty reduction gives ``-inf``.
 
@@ -480,9 +549,19 @@ def _cumsum_samples(dtype, rng):
     return out
 
 
+def _cumsum_onnx(g, x, axis=None):
+    if g.dtype(x) != g.out_dtype():
+        x = g.cast(x, g.out_dtype())
+    if axis is None or not g.rank(x):
+        x, axis = g.op("Reshape", [x, g.ints([-1])]), 0
+    else:
+        axis = normalize_axis(axis, g.rank(x))
+    return g.op("CumSum", [x, g.const(axis, "int64")])
+
+
 defop("cumsum", "x, axis=None", dtype_rule=_sum_dtype, shape_rule=_cumsum_rule,
       reference=_cumsum_reference, grad=_cumsum_grad, samples=_cumsum_samples, dtypes=ALL,
-      tol="reduction", export={"onnx": "CumSum"},
+      tol="reduction", export={"onnx": OnnxOp("CumSum", _cumsum_onnx)},
       doc="""Cumulative sum along ``axis``; ``axis=None`` sums the flattened tensor (1-D
       result), as in NumPy. Integer inputs keep their dtype; bool gives int32.
 
@@ -511,11 +590,28 @@ def _logical_samples(dtype, rng):
     return out
 
 
+def _count_onnx(op_type, test, want_zero):
+    """``any``/``all``: count the elements that are true (``any``) or false (``all``) with
+    ``ReduceSum`` (an empty group counts 0, as the identities False/True need)."""
+    def convert(g, x, axis=None, keepdims=False):
+        hit = g.op(test, [g.op("Equal", [x, g.const(0, g.dtype(x))])]) if test else \
+            g.op("Equal", [x, g.const(0, g.dtype(x))])
+        axes = [] if axis is None else [g.ints(normalize_axes(axis, g.rank(x)))]
+        if axis is not None and not normalize_axes(axis, g.rank(x)):
+            return g.cast(g.op("Not", [hit]) if want_zero else hit, "bool")
+        n = g.op("ReduceSum", [g.cast(hit, "int32")] + axes, keepdims=int(bool(keepdims)))
+        more = g.op("Greater", [n, g.const(0, "int32")])
+        return g.op("Not", [more]) if want_zero else more
+
+    return OnnxOp(op_type, convert)
+
+
 defop("any", "x, axis=None, keepdims=False", dtype_rule="bool",
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
       reference=_reducer(lambda g: any(bool(v) for v in g), lambda x: np.bool_),
       differentiable=False,
       samples=_logical_samples, dtypes=ALL, tol="exact",
+      export={"onnx": _count_onnx("ReduceSum", "Not", False)},
       doc="Whether any element along ``axis`` is nonzero (NaN counts as true); empty: False.")
 
 defop("all", "x, axis=None, keepdims=False", dtype_rule="bool",
@@ -523,4 +619,5 @@ defop("all", "x, axis=None, keepdims=False", dtype_rule="bool",
       reference=_reducer(lambda g: all(bool(v) for v in g), lambda x: np.bool_),
       differentiable=False,
       samples=_logical_samples, dtypes=ALL, tol="exact",
+      export={"onnx": _count_onnx("ReduceSum", None, True)},
       doc="Whether every element along ``axis`` is nonzero (NaN counts as true); empty: True.")

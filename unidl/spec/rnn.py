@@ -36,6 +36,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
@@ -240,10 +241,32 @@ def _lstm_samples(dtype, rng):
     ]
 
 
+# ---- ONNX -------------------------------------------------------------------------------------
+def _lstm_onnx(g, x, h0, c0, kernel, recurrent_kernel, bias=None):
+    """ONNX ``LSTM`` (``g``: an unidl.export.onnx.OnnxBuilder). ONNX wants time-major inputs,
+    weights ``(1, 4u, in)`` with the gates in the order i, o, f, c (Keras: i, f, c, o), two
+    biases (the recurrent one zero here) and states with a leading direction axis."""
+    units = g.shape(kernel)[-1] // 4
+    order = g.ints(np.concatenate([np.arange(k * units, (k + 1) * units) for k in (0, 3, 1, 2)]))
+
+    def weights(w):  # (in, 4u), Keras order -> (1, 4u, in), ONNX order
+        return g.unsqueeze(g.transpose(g.op("Gather", [w, order], axis=1), [1, 0]), [0])
+
+    b = None
+    if bias is not None:
+        zeros = g.const(np.zeros(4 * units), g.dtype(bias))
+        b = g.unsqueeze(g.op("Concat", [g.op("Gather", [bias, order], axis=0), zeros], axis=0),
+                        [0])
+    seq, h, c = g.op("LSTM", [g.transpose(x, [1, 0, 2]), weights(kernel),
+                              weights(recurrent_kernel), b, None, g.unsqueeze(h0, [0]),
+                              g.unsqueeze(c0, [0])], outputs=3, hidden_size=int(units))
+    return [g.transpose(g.squeeze(seq, [1]), [1, 0, 2]), g.squeeze(h, [0]), g.squeeze(c, [0])]
+
+
 defop("lstm", "x, h0, c0, kernel, recurrent_kernel, bias=None", kind=COMPOSITE,
       impl=_lstm_impl, tensors="x, h0, c0, kernel, recurrent_kernel, bias", float_inputs=True,
       shape_rule=lstm_shapes, reference=_lstm_reference, grad=_lstm_grad, samples=_lstm_samples,
-      dtypes=FLOATS, tol="contraction", export={"onnx": "LSTM"},
+      dtypes=FLOATS, tol="contraction", export={"onnx": OnnxOp("LSTM", _lstm_onnx)},
       doc="""A Keras LSTM run over every time step: ``(outputs, h, c)``.
 
       ``x`` (batch, time, features) with at least one step; ``h0``, ``c0`` (batch, units);

@@ -17,6 +17,7 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.export.rules import BATCH, OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import Sample, ShapeMismatch, defop
@@ -27,6 +28,11 @@ __all__ = ["resolve_shape", "split_bounds", "pad_pairs", "pad_mode", "mirror_ind
 
 ALL = _dt.DTYPES
 NUMERIC = _dt.INT_DTYPES + _dt.FLOAT_DTYPES
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+# Export rules (next to each defop): ``_*_onnx(g, *args)`` converts the op with ``g``, an
+# ``unidl.export.onnx.OnnxBuilder``; ``_*_batch(b, *args)`` rewrites a call whose arguments
+# hold the batch size (see unidl/export/rules.py).
 
 
 # ---- helpers shared by rules, references and kernels ---------------------------------------
@@ -466,11 +472,27 @@ def _reshape_samples(dtype, rng):
     return out
 
 
+def _reshape_onnx(g, x, shape):
+    shape = _ints(shape)
+    if 0 in shape and -1 in shape:
+        g.unsupported("a target shape with both a 0 and a -1")
+    return g.op("Reshape", [x, g.ints(shape)], allowzero=int(0 in shape))
+
+
+def _reshape_batch(b, x, shape):
+    """The batch entry of the target shape becomes its -1 (when it has none)."""
+    shape = (shape,) if shape is BATCH else tuple(shape)
+    if sum(d is BATCH for d in shape) != 1 or -1 in shape:
+        return None
+    return b.emit("reshape", x, tuple(-1 if d is BATCH else d for d in shape))
+
+
 defop("reshape", "x, shape",
       shape_rule=lambda x, shape: resolve_shape(x, shape),
       reference=_reshape_reference,
       grad=lambda g, out, x, shape: (ops.reshape(g, ops.shape(x)),),
-      samples=_reshape_samples, dtypes=ALL, tol="exact", export={"onnx": "Reshape"},
+      samples=_reshape_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Reshape", _reshape_onnx), "batch": _reshape_batch},
       doc="``x`` with a new ``shape`` of the same size; one dimension may be ``-1``.")
 
 
@@ -493,12 +515,19 @@ def _transpose_samples(dtype, rng):
     return out
 
 
+def _transpose_onnx(g, x, axes=None):
+    if not g.rank(x):
+        return g.op("Identity", [x])
+    return g.op("Transpose", [x], perm=list(_perm(axes, g.rank(x))))
+
+
 defop("transpose", "x, axes=None",
       shape_rule=lambda x, axes=None: tuple(x[i] for i in _perm(axes, len(x))),
       reference=_transpose_reference,
       grad=lambda g, out, x, axes=None: (
           ops.transpose(g, tuple(int(i) for i in np.argsort(_perm(axes, len(ops.shape(x)))))),),
-      samples=_transpose_samples, dtypes=ALL, tol="exact", export={"onnx": "Transpose"},
+      samples=_transpose_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Transpose", _transpose_onnx)},
       doc="Permute the axes of ``x`` (reversed when ``axes`` is None); negatives allowed.")
 
 
@@ -516,10 +545,15 @@ def _expand_samples(dtype, rng):
     return out
 
 
+def _expand_dims_onnx(g, x, axis):
+    return g.unsqueeze(x, expand_dims_axes(axis, g.rank(x)))
+
+
 defop("expand_dims", "x, axis", shape_rule=_expand_rule,
       reference=_expand_dims_reference,
       grad=lambda g, out, x, axis: (ops.reshape(g, ops.shape(x)),),
-      samples=_expand_samples, dtypes=ALL, tol="exact", export={"onnx": "Unsqueeze"},
+      samples=_expand_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Unsqueeze", _expand_dims_onnx)},
       doc="Insert size-1 axes at ``axis`` (an int or a tuple; positions in the output).")
 
 
@@ -541,12 +575,18 @@ def _squeeze_samples(dtype, rng):
     return out
 
 
+def _squeeze_onnx(g, x, axis=None):
+    axes = _squeeze_axes(g.shape(x), axis)  # (from the static shape: never the batch axis)
+    return g.squeeze(x, axes) if axes else g.op("Identity", [x])
+
+
 defop("squeeze", "x, axis=None",
       shape_rule=lambda x, axis=None: tuple(d for i, d in enumerate(x)
                                             if i not in _squeeze_axes(x, axis)),
       reference=_squeeze_reference,
       grad=lambda g, out, x, axis=None: (ops.reshape(g, ops.shape(x)),),
-      samples=_squeeze_samples, dtypes=ALL, tol="exact", export={"onnx": "Squeeze"},
+      samples=_squeeze_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Squeeze", _squeeze_onnx)},
       doc="Remove size-1 axes (all of them when ``axis`` is None); errors on a larger axis.")
 
 
@@ -585,9 +625,14 @@ def _concat_samples(dtype, rng):
     ]
 
 
+def _concat_onnx(g, xs, axis=0):
+    return g.op("Concat", list(xs), axis=normalize_axis(axis, g.rank(xs[0])))
+
+
 defop("concatenate", "xs, axis=0", tensors=(), tensor_lists="xs", shape_rule=_concat_rule,
       reference=_concatenate_reference, grad=_concat_grad,
-      samples=_concat_samples, dtypes=ALL, tol="exact", export={"onnx": "Concat"},
+      samples=_concat_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Concat", _concat_onnx)},
       doc="Join tensors along an existing ``axis`` (dtypes are promoted to one).")
 
 
@@ -620,9 +665,15 @@ def _stack_samples(dtype, rng):
     ]
 
 
+def _stack_onnx(g, xs, axis=0):
+    a = normalize_axis(axis, g.rank(xs[0]) + 1)
+    return g.op("Concat", [g.unsqueeze(x, [a]) for x in xs], axis=a)
+
+
 defop("stack", "xs, axis=0", tensors=(), tensor_lists="xs", shape_rule=_stack_rule,
       reference=_stack_reference, grad=_stack_grad,
       samples=_stack_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Concat", _stack_onnx)},
       doc="Join tensors of one shape along a new ``axis``.")
 
 
@@ -666,10 +717,25 @@ def _split_samples(dtype, rng):
     ]
 
 
+def _split_onnx(g, x, indices_or_sections, axis=0):
+    a = normalize_axis(axis, g.rank(x))
+    n = g.shape(x)[a]
+    if n is None:
+        g.unsupported("a split of the batch axis")
+    bounds = split_bounds(n, indices_or_sections)
+    if all(e > s for s, e in bounds) and [s for s, _ in bounds[1:]] == [e for _, e in
+                                                                       bounds[:-1]] \
+            and bounds[0][0] == 0 and bounds[-1][1] == n:
+        out = g.op("Split", [x, g.ints([e - s for s, e in bounds])], outputs=len(bounds),
+                   axis=a)
+        return out if len(bounds) > 1 else [out]
+    return [g.op("Slice", [x, g.ints([s]), g.ints([e]), g.ints([a])]) for s, e in bounds]
+
+
 defop("split", "x, indices_or_sections, axis=0", shape_rule=_split_rule,
       reference=_split_reference,
       grad=_split_grad, samples=_split_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "Split"},
+      export={"onnx": OnnxOp("Split", _split_onnx)},
       doc="""Split ``x`` along ``axis`` into a list of tensors, as ``numpy.split``: an int
       gives that many equal sections (it must divide the axis); a list of indices gives the
       pieces ``x[:i0], x[i0:i1], ..., x[ik:]`` (Python slicing rules).""")
@@ -695,10 +761,24 @@ def _broadcast_to_samples(dtype, rng):
     ]
 
 
+def _broadcast_to_onnx(g, x, shape):
+    return g.op("Expand", [x, g.ints(_ints(shape))])
+
+
+def _broadcast_to_batch(b, x, shape):
+    """``x`` combined with a batch-shaped neutral tensor (which carries the batch axis)."""
+    dtype = b.dtype(x)
+    neutral = b.filled(tuple(shape), False if dtype == "bool" else 0, dtype)
+    if neutral is None:
+        return None
+    return b.emit("logical_or" if dtype == "bool" else "add", x, neutral)
+
+
 defop("broadcast_to", "x, shape", shape_rule=_broadcast_to_rule,
       reference=_broadcast_to_reference,
       grad=lambda g, out, x, shape: (_unbroadcast(g, ops.shape(x)),),
-      samples=_broadcast_to_samples, dtypes=ALL, tol="exact", export={"onnx": "Expand"},
+      samples=_broadcast_to_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Expand", _broadcast_to_onnx), "batch": _broadcast_to_batch},
       doc="``x`` broadcast to ``shape`` with NumPy's rules.")
 
 
@@ -723,9 +803,18 @@ def _tile_samples(dtype, rng):
     return out
 
 
+def _tile_onnx(g, x, repeats):
+    xs, reps = tile_reps(g.shape(x), repeats)
+    extra = len(xs) - g.rank(x)
+    if extra:
+        x = g.unsqueeze(x, range(extra))
+    return g.op("Tile", [x, g.ints(reps)])
+
+
 defop("tile", "x, repeats", shape_rule=_tile_rule,
       reference=_tile_reference, grad=_tile_grad,
-      samples=_tile_samples, dtypes=ALL, tol="exact", export={"onnx": "Tile"},
+      samples=_tile_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Tile", _tile_onnx)},
       doc="Repeat ``x`` ``repeats`` times along each axis, as ``numpy.tile``.")
 
 
@@ -775,9 +864,26 @@ def _pad_samples(dtype, rng):
     ]
 
 
+def _pad_onnx(g, x, pad_width, mode="constant", constant_values=0):
+    """ONNX ``Pad`` (constant); reflect and symmetric: a ``Gather`` per padded axis of the
+    source indices NumPy's rules give (:func:`mirror_index`)."""
+    m = pad_mode(mode)
+    shape = g.shape(x)
+    pairs = pad_pairs(pad_width, len(shape))
+    if m == "constant":
+        pads = g.ints([b for b, _ in pairs] + [a for _, a in pairs])
+        return g.op("Pad", [x, pads, g.const(constant_values, g.dtype(x))], mode="constant")
+    for axis, (d, (b, a)) in enumerate(zip(shape, pairs)):
+        if b or a:
+            if d is None:
+                g.unsupported(f"a {m} padding of the batch axis")
+            x = g.op("Gather", [x, g.ints(mirror_index(d, b, a, m))], axis=axis)
+    return x if any(b or a for b, a in pairs) else g.op("Identity", [x])
+
+
 defop("pad", "x, pad_width, mode='constant', constant_values=0", shape_rule=_pad_rule,
       reference=_pad_reference, grad=_pad_grad, samples=_pad_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "Pad"},
+      export={"onnx": OnnxOp("Pad", _pad_onnx)},
       doc="""Pad ``x`` as ``numpy.pad``: ``pad_width`` is an int, a ``(before, after)`` pair or
       one pair per axis; ``mode`` is ``"constant"`` (with the scalar ``constant_values``),
       ``"reflect"`` or ``"symmetric"`` (TensorFlow's upper-case names are accepted too).
@@ -796,11 +902,21 @@ def _flip_samples(dtype, rng):
     return out
 
 
+def _flip_onnx(g, x, axis=None):
+    axes = _flip_axes(g.shape(x), axis)
+    if not axes:
+        return g.op("Identity", [x])
+    n = len(axes)
+    return g.op("Slice", [x, g.ints([-1] * n), g.ints([_INT64_MIN] * n), g.ints(axes),
+                          g.ints([-1] * n)])
+
+
 defop("flip", "x, axis=None",
       shape_rule=lambda x, axis=None: (_flip_axes(x, axis), tuple(x))[1],
       reference=_flip_reference,
       grad=lambda g, out, x, axis=None: (ops.flip(g, axis),),
       samples=_flip_samples, dtypes=ALL, tol="exact",
+      export={"onnx": OnnxOp("Slice", _flip_onnx)},
       doc="Reverse the order of elements along ``axis`` (all axes when None).")
 
 
@@ -830,11 +946,17 @@ def _take_samples(dtype, rng):
     ]
 
 
+def _take_onnx(g, x, indices, axis=None):
+    if axis is None:
+        return g.op("Gather", [g.op("Reshape", [x, g.ints([-1])]), indices], axis=0)
+    return g.op("Gather", [x, indices], axis=normalize_axis(axis, g.rank(x)))
+
+
 defop("take", "x, indices, axis=None", tensors="x, indices", promote="x",
       shape_rule=_take_rule,
       reference=_take_reference,
       grad=_take_grad, samples=_take_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "Gather"},
+      export={"onnx": OnnxOp("Gather", _take_onnx)},
       doc="""Elements of ``x`` at integer ``indices`` along ``axis`` (of the flattened tensor
       when None), as ``numpy.take``; negative indices count from the end. The result has
       shape ``x.shape[:axis] + indices.shape + x.shape[axis + 1:]``.""")
@@ -878,11 +1000,24 @@ def _along_samples(dtype, rng):
     ]
 
 
+def _take_along_axis_onnx(g, x, indices, axis):
+    if axis is None:
+        return g.op("GatherElements", [g.op("Reshape", [x, g.ints([-1])]), indices], axis=0)
+    a = normalize_axis(axis, g.rank(x))
+    xs, js = g.shape(x), g.shape(indices)
+    if any(d != e for i, (d, e) in enumerate(zip(xs, js)) if i != a):  # broadcast both
+        x = g.op("Expand", [x, g.ints([1 if i == a or e is None else e
+                                       for i, e in enumerate(js)])])
+        indices = g.op("Expand", [indices, g.ints([1 if i == a or d is None else d
+                                                   for i, d in enumerate(xs)])])
+    return g.op("GatherElements", [x, indices], axis=a)
+
+
 defop("take_along_axis", "x, indices, axis", tensors="x, indices", promote="x",
       shape_rule=_along_rule,
       reference=_take_along_axis_reference,
       grad=_along_grad, samples=_along_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "GatherElements"},
+      export={"onnx": OnnxOp("GatherElements", _take_along_axis_onnx)},
       doc="""``x`` indexed along ``axis`` by ``indices`` of the same rank, as
       ``numpy.take_along_axis`` (other axes broadcast; ``axis=None`` uses the flattened
       tensor and 1-D indices). Negative indices count from the end.""")
@@ -921,10 +1056,26 @@ def _slice_samples(dtype, rng):
     ]
 
 
+def _slice_onnx(g, x, start_indices, shape):
+    start, size = _ints(start_indices), _ints(shape)
+    if not start:
+        return g.op("Identity", [x])
+    ends = [_INT64_MAX if n == -1 else s + n for s, n in zip(start, size)]
+    return g.op("Slice", [x, g.ints(start), g.ints(ends), g.ints(range(len(start)))])
+
+
+def _slice_batch(b, x, start_indices, shape):
+    """A batch-sized block from 0 is the block to the end (-1) of its axis."""
+    if BATCH in tuple(start_indices):
+        return None
+    size = tuple(-1 if d is BATCH and s == 0 else d for s, d in zip(start_indices, shape))
+    return None if BATCH in size else b.emit("slice", x, start_indices, size)
+
+
 defop("slice", "x, start_indices, shape",
       shape_rule=lambda x, start_indices, shape: slice_sizes(x, start_indices, shape)[1],
       reference=_slice_reference, grad=_slice_grad, samples=_slice_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "Slice"},
+      export={"onnx": OnnxOp("Slice", _slice_onnx), "batch": _slice_batch},
       doc="""The block of ``x`` starting at ``start_indices`` with ``shape`` (static ints, as
       ``keras.ops.slice``); a size of ``-1`` runs to the end of the axis.""")
 
@@ -954,11 +1105,15 @@ def _gather_samples(dtype, rng):
     ]
 
 
+def _gather_onnx(g, params, indices):
+    return g.op("Gather", [params, indices], axis=0)
+
+
 defop("gather", "params, indices", tensors="params, indices", promote="params",
       shape_rule=_gather_rule,
       reference=lambda params, indices: _take_reference(params, indices, 0),
       grad=_gather_grad, samples=_gather_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "Gather"},
+      export={"onnx": OnnxOp("Gather", _gather_onnx)},
       doc="""Rows of ``params`` at integer ``indices`` (an embedding lookup): the result has
       shape ``indices.shape + params.shape[1:]``. Negative indices count from the end.""")
 
@@ -987,11 +1142,25 @@ def _scatter_samples(dtype, rng):
     ]
 
 
+def _int64(g, t):
+    return t if g.dtype(t) == "int64" else g.cast(t, "int64")
+
+
+def _scatter_add_onnx(g, x, indices, updates):
+    n = g.shape(x)[0]
+    if n is None:
+        g.unsupported("a scatter into the batch axis")
+    idx = _int64(g, indices)  # (negative indices wrapped: ScatterND wants them in range)
+    idx = g.op("Where", [g.op("Less", [idx, g.const(0, "int64")]),
+                         g.op("Add", [idx, g.const(n, "int64")]), idx])
+    return g.op("ScatterND", [x, g.unsqueeze(idx, [1]), updates], reduction="add")
+
+
 defop("scatter_add", "x, indices, updates", tensors="x, indices, updates",
       promote="x, updates", shape_rule=_scatter_rule, reference=_scatter_add_reference,
       grad=lambda g, out, x, indices, updates: (g, None, ops.gather(g, indices)),
       samples=_scatter_samples, dtypes=NUMERIC, tol="elementwise",
-      export={"onnx": "ScatterND"},
+      export={"onnx": OnnxOp("ScatterND", _scatter_add_onnx)},
       doc="""``x`` with ``updates[i]`` added to row ``x[indices[i]]`` (along axis 0); repeated
       indices accumulate. ``indices`` is 1-D; negative indices count from the end.""")
 
@@ -1015,10 +1184,23 @@ def _one_hot_samples(dtype, rng):
     ]
 
 
+def _one_hot_onnx(g, indices, num_classes, axis=-1, dtype=None):
+    idx = _int64(g, indices)  # negative indices give zeros (ONNX would count from the end)
+    idx = g.op("Where", [g.op("Less", [idx, g.const(0, "int64")]),
+                         g.const(num_classes, "int64"), idx])
+    scalar = not g.rank(indices)
+    if scalar:  # (ONNX OneHot wants indices of rank >= 1)
+        idx = g.unsqueeze(idx, [0])
+    out = g.op("OneHot", [idx, g.const(num_classes, "int64"), g.const([0.0, 1.0], "float32")],
+               axis=-1 if scalar else int(axis))
+    out = g.squeeze(out, [0]) if scalar else out
+    return out if g.out_dtype() == "float32" else g.cast(out, g.out_dtype())
+
+
 defop("one_hot", "indices, num_classes, axis=-1, dtype=None", tensors="indices", promote=(),
       dtype_rule="dtype_arg", shape_rule=_one_hot_rule, reference=_one_hot_reference,
       differentiable=False, samples=_one_hot_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "OneHot"},
+      export={"onnx": OnnxOp("OneHot", _one_hot_onnx)},
       doc="""One-hot encoding of integer ``indices`` with ``num_classes`` classes on a new
       ``axis`` (last by default); ``dtype`` defaults to float32. Indices outside
       ``[0, num_classes)`` (negative ones included) give all-zero vectors, as in TensorFlow.""")
@@ -1071,10 +1253,14 @@ def _top_k_samples(dtype, rng):
     return out
 
 
+def _top_k_onnx(g, x, k, sorted=True):
+    return g.op("TopK", [x, g.ints([k])], outputs=2, axis=-1, largest=1, sorted=1)
+
+
 defop("top_k", "x, k, sorted=True", shape_rule=_top_k_rule, reference=_top_k_reference,
       dtype_rule=lambda x, k, sorted=True: [x, _dt.INDEX_DTYPE], grad=_top_k_grad,
       samples=_top_k_samples, dtypes=ALL, tol="exact",
-      export={"onnx": "TopK"},
+      export={"onnx": OnnxOp("TopK", _top_k_onnx)},
       doc="""The ``k`` largest entries along the last axis: ``[values, indices]`` (indices
       int64), largest first. Equal values keep index order (lower index first); NaN counts
       as the largest value. ``sorted=False`` is accepted; results are sorted anyway.""")
@@ -1115,14 +1301,29 @@ def _sort_samples(dtype, rng):
     return out
 
 
+def _sort_onnx(output: int):
+    """ONNX ``TopK`` with ``largest=0`` over the whole axis (``output``: 0 the values, 1 the
+    indices); ``axis=None`` sorts the flattened tensor."""
+    def convert(g, x, axis=-1):
+        if axis is None:
+            x, a = g.op("Reshape", [x, g.ints([-1])]), 0
+        else:
+            a = normalize_axis(axis, g.rank(x))
+        k = g.op("Gather", [g.op("Shape", [x]), g.ints([a])], axis=0)
+        return g.op("TopK", [x, k], outputs=2, axis=a, largest=0, sorted=1)[output]
+
+    return OnnxOp("TopK", convert)
+
+
 defop("sort", "x, axis=-1", shape_rule=_sort_rule,
       reference=_sort_reference, grad=_sort_grad,
-      samples=_sort_samples, dtypes=ALL, tol="exact",
+      samples=_sort_samples, dtypes=ALL, tol="exact", export={"onnx": _sort_onnx(0)},
       doc="""``x`` sorted ascending along ``axis`` (the flattened tensor when None); NaNs go
       last, as in NumPy.""")
 
 defop("argsort", "x, axis=-1", dtype_rule="index", shape_rule=_sort_rule,
       reference=_argsort_reference,
       differentiable=False, samples=_sort_samples, dtypes=ALL, tol="exact",
+      export={"onnx": _sort_onnx(1)},
       doc="""Indices (int64) that sort ``x`` ascending along ``axis`` (flattened when None).
       The sort is stable: equal values keep their order. NaNs go last, as in NumPy.""")

@@ -25,8 +25,15 @@ def dot(x, y):
 
 
 def einsum(subscripts, operands):
-    expr = einsum_expression(subscripts, tuple(tuple(a.shape) for a in operands))
+    expr = einsum_expression(subscripts, tuple(tuple(_size(d) for d in a.shape)
+                                               for a in operands))
     return torch.einsum(expr, *operands)
+
+
+def _size(d):
+    """A dimension for the einsum plan: a symbolic one (``torch.export``'s dynamic batch, a
+    ``SymInt`` that cannot be hashed) as -1, which the plan treats as "not a broadcast 1"."""
+    return d if type(d) is int else -1
 
 
 def tensordot(x, y, axes=2):
