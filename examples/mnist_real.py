@@ -5,7 +5,9 @@ UNIDL_BACKEND=torch python examples/mnist_real.py [--data DIR] [--epochs N]
 
 The files (t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not) are looked
 for in ``--data DIR``, then in ``$UNIDL_DATA_DIR`` (and its ``mnist/`` folder), then in
-``../shared/data/mnist`` beside the repository; unidl downloads nothing.
+``../shared/data/mnist`` beside the repository; this example downloads nothing (it needs
+only the test files: ``unidl.datasets.mnist.load_data(split=0.2)``; the full set with the
+training files, downloaded when missing, is ``unidl.datasets.mnist.load_data()``).
 """
 
 import argparse
