@@ -303,7 +303,8 @@ class ModelCheckpoint(Callback):
     ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:02d}.unidl"``.
     With ``save_weights_only=True`` (the default) the weights are saved
     (:meth:`~unidl.Model.save_weights`: ``.weights.safetensors`` or ``.npz``); with ``False``
-    the whole model, ready to resume training (:meth:`~unidl.Model.save`: ``.unidl``). The
+    the whole model, ready to resume training (:meth:`~unidl.Model.save`: ``.unidl``, or
+    ``.keras`` for Keras 3). The
     extension is checked here; files are written atomically.
 
     Example:
@@ -349,9 +350,10 @@ def _check_checkpoint_path(filepath: str, weights_only: bool) -> None:
         from unidl.saving import weights_format
 
         weights_format(filepath, "ModelCheckpoint filepath")
-    elif os.path.splitext(filepath)[1].lower() != ".unidl":
+    elif os.path.splitext(filepath)[1].lower() not in (".unidl", ".keras"):
         raise ValueError(f"ModelCheckpoint(save_weights_only=False): filepath {filepath!r} "
-                         "must end in .unidl (a whole model, as model.save writes)")
+                         "must end in .unidl (a whole model, as model.save writes) or .keras "
+                         "(a Keras 3 file)")
 
 
 class TerminateOnNaN(Callback):

@@ -158,7 +158,8 @@ class Model(TrainingMixin, Layer):
     def save(self, filepath) -> None:
         """Save the whole model (architecture, weights, compile configuration, optimizer
         state) to a ``.unidl`` file, atomically; :func:`unidl.load_model` reads it on any
-        backend. See :mod:`unidl.saving` and ``docs/deployment.md``."""
+        backend. A ``.keras`` path writes a Keras 3 file instead (Sequential and functional
+        models), which Keras loads. See :mod:`unidl.saving` and ``docs/deployment.md``."""
         from unidl.saving.model_file import save_model
 
         save_model(self, filepath)

@@ -51,12 +51,19 @@ class ModelFileError(SaveFileError):
 
 # -- saving -------------------------------------------------------------------------------------
 def save_model(model, filepath) -> None:
-    """Write ``model`` to a ``.unidl`` file atomically (see the module docstring)."""
+    """Write ``model`` to a ``.unidl`` file atomically (see the module docstring), or to a
+    Keras 3 ``.keras`` file (Sequential and functional models; see
+    :mod:`unidl.saving.keras`)."""
     path = os.fspath(filepath)
     ext = os.path.splitext(path)[1].lower()
+    if ext == ".keras":
+        from unidl.saving.keras import save_keras_model
+
+        return save_keras_model(model, path)
     if ext != ".unidl":
         raise ModelFileError(f"model.save: cannot use {path!r}: unidl model files end in "
-                             ".unidl (weights only: save_weights('x.weights.safetensors'))")
+                             ".unidl, or .keras for Keras 3 (weights only: "
+                             "save_weights('x.weights.safetensors'))")
     if not model.built or not model.weights and _needs_build(model):
         raise ModelFileError(f"model.save({path!r}): model {model.name!r} is not built; call "
                              "it on a batch (model(x[:1])) or model.build(input_shape) first")
@@ -132,10 +139,11 @@ def _optimizer_arrays(model) -> dict:
 # -- loading ------------------------------------------------------------------------------------
 def load_model(filepath, custom_objects=None, compile=True):
     """The model saved in ``filepath`` (a ``.unidl`` file), on the active backend, whichever
-    backend saved it.
+    backend saved it; a ``.keras`` file (Keras 3, or ``model.save("x.keras")``) is read by
+    :mod:`unidl.saving.keras`.
 
     Args:
-        filepath: the file ``Model.save`` wrote.
+        filepath: the file ``Model.save`` wrote (or Keras 3's ``model.save``).
         custom_objects: ``{name: class}`` for your own layers, losses... (classes registered
             with ``@unidl.saving.register_serializable()`` need not be listed).
         compile: compile it as it was saved, and restore the optimizer's state (training
@@ -149,6 +157,10 @@ def load_model(filepath, custom_objects=None, compile=True):
         ModelFileError: naming the file and what is wrong with it.
     """
     path = os.fspath(filepath)
+    if os.path.splitext(path)[1].lower() == ".keras":
+        from unidl.saving.keras import load_keras_model
+
+        return load_keras_model(path, custom_objects=custom_objects, compile=compile)
     members = _read_archive(path)
     config = _read_config(path, members)
     model = _rebuild(path, config, custom_objects)
