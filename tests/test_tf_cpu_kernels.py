@@ -303,3 +303,31 @@ def test_default_onednn_setting_is_left_unset(monkeypatch):
     lines, out = _startup(monkeypatch)
     assert not _repeated(lines), lines
     assert "ONEDNN None" in out
+
+
+_FUSED_DEPTHWISE = """
+import numpy as np
+import unidl
+from unidl import layers
+
+x = np.random.default_rng(0).random((4, 8, 8, 2)).astype("float32")
+out = {}
+for backend in ("numpy", "tensorflow"):
+    with unidl.use_backend(backend):
+        unidl.random.set_seed(0)
+        model = unidl.Sequential([layers.DepthwiseConv2D(3, padding="same",
+                                                         input_shape=(8, 8, 2)),
+                                  layers.Flatten(), layers.Dense(2)])
+        out[backend] = model.predict(x, verbose=0)  # (a tf.function: Grappler may fuse)
+print("MAXDIFF", float(np.abs(out["numpy"] - out["tensorflow"]).max()))
+"""
+
+
+@pytest.mark.parametrize("onednn", ["1", "0"], ids=["onednn_on", "onednn_off"])
+def test_padded_depthwise_conv_with_bias_in_a_tf_function_does_not_abort(onednn):
+    """oneDNN's fusion of an explicitly padded DepthwiseConv2dNative with its BiasAdd aborts
+    the process (a failed C++ check), so the kernel pads with tf.pad in such graphs."""
+    proc = run_python(_FUSED_DEPTHWISE, env={"TF_ENABLE_ONEDNN_OPTS": onednn})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MAXDIFF "))
+    assert float(line.split()[1]) < 1e-5

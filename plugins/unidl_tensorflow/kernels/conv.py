@@ -231,10 +231,24 @@ def _dw_native(g2):
 
 def _dw_fwd(x, kernel, g2):
     kernel = _dilate(kernel, g2.dilation)
+    x, padding = _dw_padding(x, g2)
     if _dw_native(g2):
-        return tf.nn.depthwise_conv2d(x, kernel, g2.strides4, g2.nested)
-    y = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], g2.nested)
+        return tf.nn.depthwise_conv2d(x, kernel, g2.strides4, padding)
+    y = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], padding)
     return y[:, ::g2.strides[0], ::g2.strides[1]][:, :g2.out_sizes[0], :g2.out_sizes[1]]
+
+
+def _dw_padding(x, g2):
+    """``(x, padding)`` for ``depthwise_conv2d``. Explicit padding, except in a graph that
+    oneDNN may fuse: there Grappler fuses an explicitly padded ``DepthwiseConv2dNative`` with
+    the ``BiasAdd`` after it into a oneDNN kernel that aborts the whole process (tensorflow-
+    cpu 2.21: "Check failed: index >= 0 && index < num_total_dims ... H" in
+    tensor_format.h), so the padding is a ``tf.pad`` and the convolution ``VALID``."""
+    if not onednn.in_fusing_graph():
+        return x, g2.nested
+    if any(p for pair in g2.pads for p in pair):
+        x = tf.pad(x, g2.nested)
+    return x, "VALID"
 
 
 def _upsample_g(g, g2):
