@@ -362,3 +362,14 @@ def test_steps_per_execution_with_steps_per_epoch_and_early_stop(backend):
               callbacks=[unidl.callbacks.LambdaCallback(
                   on_train_batch_end=lambda b, logs: ends.append(b))])
     assert ends == [2, 5, 7]  # 8 steps: groups of 3, 3 and 2
+
+
+@pytest.mark.parametrize("loss", ["binary_crossentropy", "mse", "mae", "huber"])
+def test_labels_without_the_trailing_axis_match_a_one_unit_output(backend, loss):
+    """Labels (N,) against a Dense(1) output (N, 1) are matched, not broadcast to (N, N)."""
+    from unidl import losses
+
+    y_pred = unidl.ops.convert_to_tensor(np.array([[0.9], [0.2], [0.7]], "float32"))
+    flat = unidl.ops.to_numpy(losses.get(loss)(np.array([1.0, 0.0, 1.0]), y_pred))
+    column = unidl.ops.to_numpy(losses.get(loss)(np.array([[1.0], [0.0], [1.0]]), y_pred))
+    np.testing.assert_allclose(flat, column, rtol=1e-6)

@@ -43,6 +43,15 @@ EPSILON = 1e-7
 
 
 def _float_like(y_true, y_pred):
+    """``y_true`` in ``y_pred``'s dtype and rank: a trailing axis of size 1 is added or
+    removed when the ranks differ by one (as Keras: labels ``(N,)`` against a ``Dense(1)``
+    output ``(N, 1)`` would otherwise broadcast to ``(N, N)``)."""
+    y_true = ops.convert_to_tensor(y_true)
+    nt, np_ = len(ops.shape(y_true)), len(ops.shape(y_pred))
+    if np_ == nt + 1 and ops.shape(y_pred)[-1] == 1:
+        y_true = ops.expand_dims(y_true, -1)
+    elif nt == np_ + 1 and ops.shape(y_true)[-1] == 1:
+        y_true = ops.squeeze(y_true, -1)
     return ops.cast(y_true, ops.dtype(y_pred)) if ops.dtype(y_true) != ops.dtype(y_pred) \
         else y_true
 
