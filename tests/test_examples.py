@@ -40,6 +40,14 @@ def test_cnn_and_lstm_examples(example, backend):
     assert f"backend={backend}" in out and "test accuracy=" in out
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_classifier_example(backend):
+    out = run_example("text_classifier.py", backend, "3")
+    acc = float(re.search(r"text classifier test accuracy=([0-9.]+)", out).group(1))
+    # two balanced classes (chance: 0.5); 3 epochs reach about 0.9 on every backend
+    assert acc > 0.75, out
+
+
 def test_ops_example_runs_on_every_backend():
     out = run_example("ops_on_every_backend.py", "numpy")
     for name in BACKENDS:
@@ -59,6 +67,17 @@ def test_real_mnist_example():
     out = run_example("mnist_real.py", "numpy", "--data", str(MNIST), "--epochs", "1")
     acc = float(re.search(r"test accuracy=([0-9.]+)", out).group(1))
     assert acc > 0.85, out
+
+
+def test_augmented_mnist_example_trains_from_a_unidl_data_pipeline():
+    """examples/mnist_augmented.py: a CNN fed by Dataset.shuffle/batch/map(augmentation
+    layers)/prefetch; one backend, one epoch on 4,000 of the 8,000 training images."""
+    if not (MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST test set is not at {MNIST}")
+    out = run_example("mnist_augmented.py", "numpy", "--data", str(MNIST), "--epochs", "1",
+                      "--limit", "4000")
+    acc = float(re.search(r"test accuracy=([0-9.]+)", out).group(1))
+    assert "4,000 train / 2,000 test" in out and acc > 0.6, out
 
 
 def test_real_mnist_example_finds_the_data_through_the_environment(tmp_path):

@@ -34,6 +34,10 @@ ARGS = {
     "RepeatVector": (3,), "Reshape": ((2, 2),), "MultiHeadAttention": (2, 4),
     "CosineDecay": (0.1, 100), "ExponentialDecay": (0.1, 100, 0.9),
     "PiecewiseConstantDecay": ([10, 20], [0.1, 0.01, 0.001]),
+    "Rescaling": (1 / 255,), "Resizing": (4, 5), "CenterCrop": (3, 2),
+    "CategoryEncoding": (6,), "RandomRotation": (0.2,), "RandomTranslation": (0.1, (-0.2, 0.3)),
+    "RandomZoom": (0.2,), "RandomCrop": (3, 4), "RandomContrast": (0.3,),
+    "RandomBrightness": (0.2,), "GaussianNoise": (0.1,),
 }
 ABSTRACT = {"LearningRateSchedule", "Lambda", "LossFunctionWrapper", "Layer"}
 

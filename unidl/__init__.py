@@ -63,6 +63,7 @@ from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E40
 # The rest of the public API: none of these imports a framework.
 from unidl import random  # noqa: E402  isort: skip
 from unidl import datasets  # noqa: E402  isort: skip
+from unidl import data  # noqa: E402  isort: skip
 from unidl.variables import Variable  # noqa: E402  isort: skip
 from unidl import optimizers  # noqa: E402  isort: skip
 from unidl import activations, initializers, regularizers  # noqa: E402  isort: skip
@@ -71,7 +72,7 @@ from unidl import constraints  # noqa: E402  isort: skip
 from unidl import models, saving  # noqa: E402  isort: skip
 from unidl.models import Input, Model, Sequential, load_model  # noqa: E402  isort: skip
 
-__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets",
+__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets", "data",
             "Variable", "optimizers", "activations", "initializers", "regularizers", "layers",
             "losses", "metrics", "callbacks", "models", "Input", "Model", "Sequential",
             "constraints", "saving", "load_model"]

@@ -100,13 +100,15 @@ class ProgbarLogger(Callback):
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     def _bar(self, done, total, start, logs):
+        """``done/total`` with a bar, or ``done/?`` without one when the number of steps is
+        unknown (a source of batches without a length)."""
         elapsed = time.perf_counter() - start
         per_step = elapsed / max(done, 1)
         width = 20
-        filled = int(width * done / max(total, 1))
-        bar = "━" * filled + " " * (width - filled) if self.tty else ""
+        filled = int(width * done / max(total, 1)) if total is not None else 0
+        bar = "━" * filled + " " * (width - filled) if self.tty and total is not None else ""
         unit = f"{per_step * 1e3:.0f}ms/step" if per_step < 1 else f"{per_step:.1f}s/step"
-        text = f"{done}/{total} {bar} {elapsed:.0f}s {unit}"
+        text = f"{done}/{'?' if total is None else total} {bar} {elapsed:.0f}s {unit}"
         return text + (f" - {_format_logs(logs)}" if logs else "")
 
     def on_train_begin(self, logs=None):
@@ -126,7 +128,8 @@ class ProgbarLogger(Callback):
             self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        total = self.params.get("steps", self.seen)
+        total = self.params.get("steps")
+        total = self.seen if total is None else total
         line = self._bar(total, total, self.start, logs)
         if self.verbose == 1:
             self.stream.write(("\r" if self.tty else "") + line + "\n")
@@ -136,10 +139,15 @@ class ProgbarLogger(Callback):
 
     def on_test_begin(self, logs=None):
         self.start = time.perf_counter()
+        self.test_seen = 0
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.test_seen = batch + 1  # (logs not read: no host sync)
 
     def on_test_end(self, logs=None):
         if self.verbose:
-            total = self.params.get("steps", 0)
+            total = self.params.get("steps")
+            total = self.test_seen if total is None else total
             self.stream.write(self._bar(total, total, self.start, logs) + "\n")
             self.stream.flush()
 
@@ -232,7 +240,10 @@ class CallbackList:
             return
         logs = self._test_logs.reset(logs_fn, batch)
         for cb in hooks:
-            cb.on_test_batch_end(batch, logs())
+            if isinstance(cb, ProgbarLogger):
+                cb.on_test_batch_end(batch, logs)
+            else:
+                cb.on_test_batch_end(batch, logs())
 
     def on_test_end(self, logs):
         self._call("on_test_end", logs)

@@ -14,6 +14,7 @@ dtype (layers are built from matmul/conv), gradients by ``GRAD_TOLERANCES``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,12 +42,98 @@ class LayerCase:
     low: float = -1.0
     high: float = 1.0
     int_input: int = 0  # > 0: integer inputs in [0, int_input) (Embedding)
+    deterministic: bool = False  # run in unidl.random's deterministic mode (augmentation)
 
 
 def _L():
     from unidl import layers
 
     return layers
+
+
+def _adapted(layer, data):
+    """``layer`` after ``layer.adapt(data)``."""
+    layer.adapt(data)
+    return layer
+
+
+@contextlib.contextmanager
+def _mode(lc: LayerCase):
+    """Deterministic mode for the cases that ask for it (restored afterwards)."""
+    if not lc.deterministic:
+        yield
+        return
+    was = unidl.random.is_deterministic()
+    unidl.random.set_deterministic(True)
+    try:
+        yield
+    finally:
+        unidl.random.set_deterministic(was)
+
+
+#: the seed of every augmentation layer in the cases (their formulas replay its draws)
+AUG_SEED = 1234
+#: a fixed batch for Normalization.adapt
+_ADAPT = np.linspace(-2.0, 3.0, 24).reshape(6, 4) ** 2
+
+
+def _preprocessing_cases():
+    """Preprocessing and augmentation layers; augmentation runs with ``training=True``, a
+    fixed seed and deterministic mode, so both sides draw the same parameters on the host."""
+    from unidl_conformance import formulas as F
+
+    L = _L()
+    aug = {"kwargs": {"training": True}, "deterministic": True}
+    s = AUG_SEED
+    mean, variance = [0.5, -1.0, 2.0, 0.0], [4.0, 0.25, 1.0, 2.0]
+    return [
+        LayerCase("Rescaling", lambda: L.Rescaling(0.5, offset=0.25), ((3, 4, 5),),
+                  formula=F.rescaling_layer(0.5, 0.25)),
+        LayerCase("Normalization", lambda: L.Normalization(mean=mean, variance=variance),
+                  ((3, 4),), formula=lambda w, xs, kw: F.normalization_layer(
+                      w, xs, kw, mean, variance)),
+        LayerCase("Normalization[adapted]", lambda: _adapted(L.Normalization(), _ADAPT),
+                  ((3, 4),), formula=F.normalization_layer),
+        LayerCase("Resizing", lambda: L.Resizing(5, 7), ((2, 4, 6, 3),),
+                  formula=F.resizing_layer(5, 7)),
+        LayerCase("Resizing[nearest]", lambda: L.Resizing(3, 4, interpolation="nearest"),
+                  ((2, 6, 5, 2),), formula=F.resizing_layer(3, 4, nearest=True)),
+        LayerCase("Resizing[crop_to_aspect_ratio]",
+                  lambda: L.Resizing(4, 4, crop_to_aspect_ratio=True), ((2, 5, 8, 2),),
+                  formula=F.resizing_layer(4, 4, crop_aspect=True)),
+        LayerCase("CenterCrop", lambda: L.CenterCrop(3, 4), ((2, 6, 7, 2),),
+                  formula=F.center_crop_layer(3, 4)),
+        LayerCase("CategoryEncoding", lambda: L.CategoryEncoding(6, output_mode="count"),
+                  ((3, 4),), grad=False, int_input=6,
+                  formula=F.category_encoding_layer(6, "count")),
+        LayerCase("IntegerLookup", lambda: L.IntegerLookup(vocabulary=[5, 1, 3, 7]),
+                  ((3, 4),), grad=False, int_input=8,
+                  formula=F.integer_lookup_layer([5, 1, 3, 7])),
+        LayerCase("RandomFlip", lambda: L.RandomFlip(seed=s), ((6, 4, 5, 2),), **aug,
+                  formula=F.random_flip_layer(s, "horizontal_and_vertical")),
+        LayerCase("RandomFlip[horizontal]", lambda: L.RandomFlip("horizontal"),
+                  ((6, 4, 5, 2),), **aug),
+        LayerCase("RandomCrop", lambda: L.RandomCrop(3, 4, seed=s), ((2, 6, 7, 2),), **aug,
+                  formula=F.random_crop_layer(s, 3, 4)),
+        LayerCase("RandomRotation", lambda: L.RandomRotation(0.2, seed=s), ((2, 6, 7, 2),),
+                  **aug, formula=F.random_rotation_layer(s, 0.2, "reflect")),
+        LayerCase("RandomRotation[constant]",
+                  lambda: L.RandomRotation(0.3, fill_mode="constant", seed=s), ((2, 6, 7, 2),),
+                  **aug, formula=F.random_rotation_layer(s, 0.3, "constant")),
+        LayerCase("RandomTranslation",
+                  lambda: L.RandomTranslation(0.3, (-0.2, 0.4), fill_mode="nearest"),
+                  ((3, 5, 6, 2),), **aug),
+        LayerCase("RandomZoom", lambda: L.RandomZoom(0.4, (-0.2, 0.3), fill_mode="wrap",
+                                                     seed=s), ((3, 5, 6, 2),), **aug),
+        LayerCase("RandomContrast",
+                  lambda: L.RandomContrast(0.5, value_range=(-1, 1), seed=s), ((3, 4, 5, 2),),
+                  **aug, formula=F.random_contrast_layer(s, 0.5, (-1, 1))),
+        LayerCase("RandomBrightness",
+                  lambda: L.RandomBrightness(0.3, value_range=(-1, 1), seed=s),
+                  ((3, 4, 5, 2),), **aug, formula=F.random_brightness_layer(s, 0.3, (-1, 1))),
+        LayerCase("GaussianNoise", lambda: L.GaussianNoise(0.2, seed=s), ((3, 5),), **aug,
+                  formula=F.gaussian_noise_layer(s, 0.2)),
+    ]
 
 
 def _cases():
@@ -101,7 +188,7 @@ def _cases():
         LayerCase("Multiply", lambda: L.Multiply(), ((3, 4), (3, 4)), kwargs={"_list": True}),
         LayerCase("Concatenate", lambda: L.Concatenate(), ((3, 4), (3, 2)),
                   kwargs={"_list": True}),
-    ]
+    ] + _preprocessing_cases()
 
 
 _CACHE: dict = {}
@@ -141,7 +228,8 @@ def _call(layer, lc: LayerCase, xs):
 def _run_side(lc: LayerCase, backend, device, dtype, xs_np, weights, cts_np, seed):
     """Build the layer on ``backend`` in ``dtype``; return (output, grads w.r.t. inputs and
     weights, weights as numpy)."""
-    with unidl.use_backend(backend), unidl.device(device), np.errstate(all="ignore"):
+    with unidl.use_backend(backend), unidl.device(device), np.errstate(all="ignore"), \
+            _mode(lc):
         unidl.random.set_seed(seed)
         layer = lc.make()
         layer.dtype = dtype
@@ -169,7 +257,7 @@ def _run_side(lc: LayerCase, backend, device, dtype, xs_np, weights, cts_np, see
 
 def _output_shape(lc: LayerCase, xs_np, seed):
     """The shape of the layer's output, computed on the reference backend in float64."""
-    with unidl.use_backend(reference_backend()), unidl.device(reference_device()):
+    with unidl.use_backend(reference_backend()), unidl.device(reference_device()), _mode(lc):
         unidl.random.set_seed(seed)
         probe = lc.make()
         probe.dtype = "float64"

@@ -15,6 +15,14 @@ Example:
 import types as _types
 
 from unidl.layers.attention import MultiHeadAttention
+from unidl.layers.augmentation import (
+    GaussianNoise,
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+)
+from unidl.layers.augmentation_transforms import RandomRotation, RandomTranslation, RandomZoom
 from unidl.layers.base import Layer, LayerError
 from unidl.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from unidl.layers.convolutional import (
@@ -44,6 +52,8 @@ from unidl.layers.core import (
     Permute,
     Reshape,
 )
+from unidl.layers.encoding import CategoryEncoding
+from unidl.layers.lookup import IntegerLookup, StringLookup
 from unidl.layers.merge import (
     Add,
     Average,
@@ -79,6 +89,7 @@ from unidl.layers.pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from unidl.layers.preprocessing import CenterCrop, Normalization, Rescaling, Resizing
 from unidl.layers.reshaping import (
     Cropping1D,
     Cropping2D,
@@ -89,6 +100,7 @@ from unidl.layers.reshaping import (
     ZeroPadding2D,
 )
 from unidl.layers.rnn import GRU, LSTM, RNN, Bidirectional, SimpleRNN
+from unidl.layers.text_vectorization import TextVectorization
 
 __all__ = sorted(name for name, value in globals().items()
                  if not name.startswith("_") and not isinstance(value, _types.ModuleType))

@@ -7,6 +7,7 @@ backend runs it on its fast path: ``tf.function`` on TensorFlow, eager PyTorch (
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -14,137 +15,12 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl import ops, tree
+from unidl.data import adapters
+from unidl.data.adapters import model_tensors as _model_tensors
+from unidl.data.checks import host_data as _host_data
 from unidl.errors import UnidlError
 
 __all__ = ["TrainingMixin"]
-
-
-_NUMERIC_KINDS = frozenset("biufc")  # bool, int, uint, float, complex
-_KIND_WORDS = {"U": "strings", "S": "bytes", "O": "Python objects", "V": "raw records",
-               "M": "datetimes", "m": "timedeltas"}
-
-
-def _named_leaves(name, data):
-    """``(name, array)`` for each array of ``data``, in :func:`unidl.tree.flatten`'s order:
-    ``x``; ``x[0]``, ``x[1]`` for lists and tuples; ``x['a']`` for dicts."""
-    if isinstance(data, (list, tuple)):
-        return [leaf for i, d in enumerate(data) for leaf in _named_leaves(f"{name}[{i}]", d)]
-    if isinstance(data, dict):
-        return [leaf for k in sorted(data) for leaf in _named_leaves(f"{name}[{k!r}]", data[k])]
-    return [] if data is None else [(name, data)]
-
-
-_TARGETS = ("y", "validation_data[1]")
-
-
-def _non_numeric(where, name, dtype, target) -> ValueError:
-    what = _KIND_WORDS.get(dtype.kind, "non-numeric values")
-    if target:
-        hint = ("encode labels as integers, e.g. `classes, y = np.unique(y, "
-                "return_inverse=True)` (classes[i] is the name of label i)")
-    else:
-        hint = ("convert it to numbers first, e.g. categories to integer codes with "
-                "`np.unique(column, return_inverse=True)`")
-    if dtype.kind == "O":
-        hint += "; if it holds numbers, convert it with `.astype('float32')`"
-    return ValueError(f"{where}: {name} has dtype {dtype} ({what}); unidl trains on numeric "
-                      f"arrays only: {hint}")
-
-
-def _host_leaf(where, arg, name, value):
-    """``value`` as a host NumPy array, checked to be numeric and to have a batch axis."""
-    if isinstance(value, np.ndarray):
-        arr = value
-    elif ops.is_tensor(value):
-        arr = np.asarray(ops.to_numpy(value))
-    else:
-        try:
-            arr = np.asarray(value)
-        except ValueError as exc:  # ragged nested sequences
-            raise ValueError(f"{where}: {name} is not a rectangular array ({exc}); pass "
-                             "a NumPy array with one row per sample") from None
-    if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise _non_numeric(where, name, arr.dtype, arg in _TARGETS)
-    if arr.ndim == 0:
-        raise ValueError(f"{where}: {name} is a scalar ({arr!r}); expected an array whose "
-                         "first axis indexes the samples (a Python list is read as one array "
-                         "per model input or output: pass np.asarray(...) for one array)")
-    return arr
-
-
-def _host_data(where, **named):
-    """The named data structures (``x=``, ``y=``, ``sample_weight=``; None allowed) as host
-    NumPy arrays of one structure each, after checking every array is numeric and all have
-    the same number of samples. The first one (the inputs) must hold data. A ValueError
-    names the argument and its dtype, or every argument with its length."""
-    out, lengths = {}, []
-    for arg, data in named.items():
-        if isinstance(data, (list, tuple, dict)):
-            leaves = _named_leaves(arg, data)
-            arrays = [_host_leaf(where, arg, name, value) for name, value in leaves]
-            out[arg] = tree.unflatten(tree.flatten(data)[1], arrays)
-            lengths += [(name, len(a)) for (name, _), a in zip(leaves, arrays)]
-        elif data is not None:  # (one array: the common case, kept short)
-            out[arg] = _host_leaf(where, arg, arg, data)
-            lengths.append((arg, len(out[arg])))
-        else:
-            out[arg] = None
-        if not lengths:
-            raise ValueError(f"{where}: no input data ({arg} is {data!r})")
-    if len({n for _, n in lengths}) > 1:
-        got = ", ".join(f"{name} has {n}" for name, n in lengths)
-        raise ValueError(f"{where}: all inputs, targets and sample weights must have the same "
-                         f"number of samples (length of the first axis); got: {got}")
-    return out
-
-
-def _num_samples(data) -> int:
-    return len(tree.flatten(data)[0][0])
-
-
-def _to_model_tensor(x, float_dtype):
-    arr = np.asarray(x)
-    if arr.dtype.kind == "f":
-        return ops.convert_to_tensor(arr, float_dtype)
-    return ops.convert_to_tensor(arr)
-
-
-def _model_tensors(data, float_dtype):
-    if isinstance(data, np.ndarray):
-        return _to_model_tensor(data, float_dtype)
-    return tree.map_structure(lambda a: _to_model_tensor(a, float_dtype), data)
-
-
-class _Batches:
-    """Host-side batching of checked host arrays (from :func:`_host_data`), shuffled with
-    unidl's portable RNG."""
-
-    def __init__(self, x, y, sample_weight, batch_size, shuffle, float_dtype):
-        self.x, self.y, self.w = x, y, sample_weight
-        self.n = _num_samples(self.x)
-        self.batch_size = int(batch_size or 32)
-        self.shuffle = shuffle
-        self.float_dtype = float_dtype
-
-    def __len__(self):
-        return math.ceil(self.n / self.batch_size)
-
-    def epoch(self, steps=None):
-        """The batches ``(x, y, w)`` of one epoch as model tensors (at most ``steps``)."""
-        from unidl import random as urandom
-
-        order = urandom.permutation(self.n) if self.shuffle else None
-        stop = self.n if steps is None else min(self.n, steps * self.batch_size)
-        for start in range(0, stop, self.batch_size):
-            idx = order[start:start + self.batch_size] if order is not None else \
-                slice(start, start + self.batch_size)
-            def take(a, idx=idx):
-                return _to_model_tensor(a[idx], self.float_dtype)
-
-            xb = tree.map_structure(take, self.x)
-            yb = tree.map_structure(take, self.y) if self.y is not None else None
-            wb = take(self.w) if self.w is not None else None
-            yield xb, yb, wb
 
 
 def _groups(batches, n):
@@ -160,37 +36,6 @@ def _groups(batches, n):
             group = []
     if group:
         yield first, first + len(group) - 1, group
-
-
-def _split_validation(data, split):
-    """``data`` (a dict of host structures: x, y, sample_weight) cut into the first
-    ``1 - split`` for training and the rest for validation (before any shuffling)."""
-    n = _num_samples(data["x"])
-    cut = int(n * (1.0 - split))
-    if cut <= 0 or cut >= n:
-        raise ValueError(f"fit: validation_split={split} of {n} samples leaves no training or "
-                         "validation data")
-
-    def part(sl):
-        return {k: tree.map_structure(lambda a: a[sl], v) if v is not None else None
-                for k, v in data.items()}
-
-    return part(slice(None, cut)), part(slice(cut, None))
-
-
-def _validation_arrays(validation_data):
-    """``validation_data`` ``(x, y[, sample_weight])`` as checked host arrays."""
-    if not isinstance(validation_data, (list, tuple)) or len(validation_data) not in (2, 3):
-        got = f"a {type(validation_data).__name__}" + (
-            f" of {len(validation_data)} items" if isinstance(validation_data, (list, tuple))
-            else "")
-        raise ValueError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, "
-                         f"sample_weight_val); got {got}")
-    parts = dict(zip(("validation_data[0]", "validation_data[1]", "validation_data[2]"),
-                     validation_data))
-    arrays = list(_host_data("fit", **parts).values())
-    return {"x": arrays[0], "y": arrays[1], "sample_weight": arrays[2] if len(arrays) > 2
-            else None}
 
 
 class TrainingMixin:
@@ -455,36 +300,55 @@ class TrainingMixin:
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            sample_weight=None, steps_per_epoch=None, validation_batch_size=None):
+            sample_weight=None, steps_per_epoch=None, validation_batch_size=None,
+            validation_steps=None, class_weight=None):
         """Train for ``epochs`` over ``(x, y)`` in batches; returns a :class:`History`.
 
-        ``validation_split`` holds out the last fraction of the data (before shuffling);
-        ``validation_data`` is ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``.
+        ``x`` is arrays (NumPy, any framework's tensors, lists or dicts of them, with ``y``
+        and ``sample_weight``), or a source of ``(x, y[, sample_weight])`` batches: a
+        :class:`unidl.data.Dataset`, a generator, a sequence (``__len__`` and
+        ``__getitem__``, as ``keras.utils.PyDataset``), or any iterable of batches (a
+        PyTorch ``DataLoader``, a ``tf.data.Dataset``); see :mod:`unidl.data.adapters`.
+        With a source, ``y``, ``sample_weight`` and ``batch_size`` must not be given and
+        ``shuffle`` applies only to a sequence (the order of its batches).
+
+        ``steps_per_epoch``: batches per epoch (required for an infinite source; with a
+        source, epochs then continue where the previous one stopped, as Keras).
+        ``validation_split`` holds out the last fraction of the data (arrays only, before
+        shuffling); ``validation_data`` is ``(x_val, y_val)``, ``(x_val, y_val,
+        sample_weight_val)`` or a source of batches (``validation_steps`` batches each time,
+        if given). ``class_weight``: ``{class: weight}``, multiplied into the sample weights
+        of the training batches (integer or one-hot labels; every class needs a weight).
         ``verbose``: 0 silent, 1 progress bar, 2 one line per epoch (``"auto"`` is 1).
         Every array must be numeric and all must have the same number of samples (checked
-        before training; a ValueError names the arguments). When the loss becomes NaN or inf,
-        ``fit`` warns once (``RuntimeWarning``) unless a
+        before training; a ValueError names the arguments, and the batch for a source).
+        When the loss becomes NaN or inf, ``fit`` warns once (``RuntimeWarning``) unless a
         :class:`~unidl.callbacks.TerminateOnNaN` callback is given; the loss is read only
         where the loop reads the logs anyway (callbacks, the progress bar, each epoch's end).
         """
+        self._require_compiled("fit")
+        train, val = adapters.fit_inputs(
+            x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
+            class_weight=class_weight, steps_per_epoch=steps_per_epoch,
+            validation_split=validation_split, validation_data=validation_data,
+            validation_steps=validation_steps, validation_batch_size=validation_batch_size,
+            epochs=epochs - initial_epoch, float_dtype=self.dtype)
+        try:
+            return self._fit_epochs(train, val, epochs, verbose, callbacks, initial_epoch)
+        finally:
+            train.close()
+            if val is not None:
+                val.close()
+
+    def _fit_epochs(self, train, val, epochs, verbose, callbacks, initial_epoch):
+        """``fit``'s loop over epochs, on adapters (:mod:`unidl.data.adapters`)."""
         from unidl.callbacks import CallbackList, History
 
-        self._require_compiled("fit")
-        data = _host_data("fit", x=x, y=y, sample_weight=sample_weight)
-        val = None
-        if validation_data is not None:
-            val = _validation_arrays(validation_data)
-        elif validation_split:
-            data, val = _split_validation(data, validation_split)
-        batches = _Batches(data["x"], data["y"], data["sample_weight"], batch_size or 32,
-                           shuffle, self.dtype)
-        steps = len(batches) if steps_per_epoch is None else min(len(batches),
-                                                                 int(steps_per_epoch))
         verbose = 1 if verbose == "auto" else int(verbose)
         history = History()
         watch = _LossWatch(callbacks, epochs)
         cbs = CallbackList(callbacks, model=self, history=history, verbose=verbose,
-                           epochs=epochs, steps=steps, logs_observer=watch)
+                           epochs=epochs, steps=train.steps, logs_observer=watch)
         self.stop_training = False
         step = None
         cbs.on_train_begin()
@@ -492,18 +356,32 @@ class TrainingMixin:
             self.reset_metrics()
             watch.epoch = epoch
             cbs.on_epoch_begin(epoch)
-            step, last = self._run_steps("train", batches.epoch(steps_per_epoch),
-                                         cbs.on_train_batch_begin, cbs.on_train_batch_end,
-                                         step, stoppable=True)
+            with contextlib.closing(train.epoch()) as batches:
+                step, last = self._run_steps("train", batches, cbs.on_train_batch_begin,
+                                             cbs.on_train_batch_end, step, stoppable=True)
+            if last < 0 and train.exhausted:  # (nothing left: no empty epoch is logged)
+                if epoch == initial_epoch:
+                    raise ValueError("fit: x yielded no batches")
+                warnings.warn(adapters.ran_out_message("fit", epoch), UserWarning,
+                              stacklevel=3)
+                break
             logs = self._logs(return_dict=True)
             if last >= 0:
                 watch(last, logs)
             if val is not None:
-                vlogs = self.evaluate(val["x"], val["y"], sample_weight=val["sample_weight"],
-                                      batch_size=validation_batch_size or batch_size,
-                                      verbose=0, return_dict=True, _internal=True)
-                logs.update({f"val_{k}": v for k, v in vlogs.items()})
+                vlogs, ran = self._evaluate_batches(val, 0, None)
+                if ran:
+                    logs.update({f"val_{k}": v for k, v in vlogs.items()})
+                if val.exhausted:  # (a one-shot validation generator ran dry)
+                    warnings.warn(adapters.ran_out_message(
+                        "fit", epoch, "validation_data", "validation_steps", "validation"),
+                        UserWarning, stacklevel=3)
+                    val = None
             cbs.on_epoch_end(epoch, logs)
+            if train.exhausted:
+                warnings.warn(adapters.ran_out_message("fit", epoch), UserWarning,
+                              stacklevel=3)
+                break
             if self.stop_training:
                 break
         cbs.on_train_end()
@@ -511,42 +389,67 @@ class TrainingMixin:
         return history
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 return_dict=False, callbacks=None, _internal=False):
+                 return_dict=False, callbacks=None, steps=None):
         """Loss and metrics over ``(x, y)``: ``[loss, *metrics]`` (a scalar if there are no
-        metrics), or a dict with ``return_dict=True``."""
+        metrics), or a dict with ``return_dict=True``. ``x`` is anything ``fit`` accepts;
+        ``steps`` limits the number of batches (required for an infinite source)."""
+        self._require_compiled("evaluate")
+        data = adapters.adapt(x, y, sample_weight, where="evaluate", batch_size=batch_size,
+                              steps=steps, steps_name="steps", float_dtype=self.dtype)
+        try:
+            logs, ran = self._evaluate_batches(data, verbose, callbacks)
+        finally:
+            data.close()
+        if not ran and data.exhausted:
+            raise ValueError("evaluate: x yielded no batches")
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def _evaluate_batches(self, data, verbose, callbacks):
+        """The logs of one evaluation epoch of adapter ``data``, and the number of batches
+        it ran."""
         from unidl.callbacks import CallbackList
 
-        self._require_compiled("evaluate")
-        data = _host_data("evaluate", x=x, y=y, sample_weight=sample_weight)
-        batches = _Batches(data["x"], data["y"], data["sample_weight"], batch_size or 32,
-                           False, self.dtype)
         verbose = 1 if verbose == "auto" else int(verbose)
-        cbs = CallbackList(callbacks, model=self, verbose=verbose if not _internal else 0,
-                           steps=len(batches), mode="test")
+        cbs = CallbackList(callbacks, model=self, verbose=verbose, steps=data.steps,
+                           mode="test")
         self.reset_metrics()
         cbs.on_test_begin()
-        self._run_steps("test", batches.epoch(), cbs.on_test_batch_begin, cbs.on_test_batch_end)
+        with contextlib.closing(data.epoch()) as batches:
+            _, last = self._run_steps("test", batches, cbs.on_test_batch_begin,
+                                      cbs.on_test_batch_end)
         logs = self._logs(return_dict=True)
         cbs.on_test_end(logs)
-        return logs if return_dict else self._logs(return_dict=False)
+        return logs, last + 1
 
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        """Outputs for ``x`` as NumPy arrays (batched; concatenated)."""
-        data = _host_data("predict", x=x)
-        batches = _Batches(data["x"], None, None, batch_size or 32, False, self.dtype)
-        outs = []
-        step = None
-        for xb, _, _ in batches.epoch():
-            if step is None:
-                self._ensure_built(xb)
-                step = self._step("predict")
-            outs.append(tree.map_structure(ops.to_numpy, step(xb)))
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
+        """Outputs for ``x`` as NumPy arrays (batched; concatenated). ``x`` is anything
+        ``fit`` accepts (of a source's ``(x, y)`` batches only ``x`` is used); ``steps``
+        limits the number of batches (required for an infinite source)."""
+        data = adapters.adapt(x, where="predict", batch_size=batch_size, steps=steps,
+                              steps_name="steps", float_dtype=self.dtype, targets=False)
+        try:
+            with contextlib.closing(data.epoch()) as batches:
+                outs = self._predict_batches(batches)
+        finally:
+            data.close()
         if not outs:
             raise ValueError("predict got no data")
         leaves = [tree.flatten(o)[0] for o in outs]
         _, treedef = tree.flatten(outs[0])
         joined = [np.concatenate([b[k] for b in leaves], axis=0) for k in range(len(leaves[0]))]
         return tree.unflatten(treedef, joined)
+
+    def _predict_batches(self, batches):
+        outs, step = [], None
+        for xb, _, _ in batches:
+            if step is None:
+                self._ensure_built(xb)
+                step = self._step("predict")
+            outs.append(tree.map_structure(ops.to_numpy, step(xb)))
+        return outs
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(inputs, *args, **kwargs)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-FAMILIES = ("creation", "elementwise", "reduction", "shape", "linalg", "nn", "conv", "losses")
+FAMILIES = ("creation", "elementwise", "reduction", "shape", "linalg", "nn", "conv", "losses",
+            "image")
 
 
 def all_kernels() -> dict:
