@@ -225,3 +225,17 @@ def test_gradient_kernels_must_match_a_declared_rule(name, grad_kernels, native,
     with pytest.raises(unidl.BackendError, match=message) as err:
         bind(be)
     assert "probe" in str(err.value) and name in str(err.value)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_seeded_dropout_draws_a_new_mask_per_call_of_a_compiled_step(name):
+    """A host-drawn seed would be frozen into a traced step (``is_tracing``): the mask must
+    still change from call to call."""
+    with unidl.use_backend(name):
+        be = unidl.current_backend()
+        drop = layers.Dropout(0.5, seed=3)
+        step = be.compile_function(lambda x: drop(x, training=True))
+        x = ops.ones((8, 16))
+        first, second = (ops.to_numpy(step(x)) for _ in range(2))
+        assert not np.array_equal(first, second)
+        assert not be.is_tracing()  # (outside the trace)

@@ -178,6 +178,9 @@ class TensorFlowBackend(Backend):
     def seed(self, seed):
         tf.random.set_seed(seed)
 
+    def is_tracing(self):
+        return not tf.executing_eagerly()
+
     def assign_variable(self, storage, value):
         if storage.shape == value.shape:
             storage.assign(value)

@@ -168,6 +168,9 @@ class TorchBackend(Backend):
     def seed(self, seed):
         torch.manual_seed(seed)
 
+    def is_tracing(self):
+        return torch.compiler.is_compiling()
+
     def set_deterministic(self, enabled):
         torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
 

@@ -179,6 +179,13 @@ class Backend:
         """The framework's fast path for a whole step (``tf.function``, ``torch.compile``)."""
         return fn
 
+    def is_tracing(self) -> bool:
+        """Whether ops run now are being traced into a graph (inside :meth:`compile_function`'s
+        trace): their tensors are symbolic, and a value drawn on the host now would be frozen
+        into every call of the compiled function. Layers that draw randomness on the host
+        (Dropout with a seed, the augmentation layers) then use the backend's generator."""
+        return False
+
     def inference_function(self, fn):
         """``fn`` wrapped to record no gradients (``Model``'s evaluation and prediction steps:
         nothing there is differentiated). Default: ``fn`` itself."""

@@ -63,14 +63,7 @@ __all__ = ["RandomFlip", "RandomCrop", "RandomContrast", "RandomBrightness", "Ga
 def host_values_readable() -> bool:
     """Whether values made now can be read on the host: False while a backend traces a graph
     (a tensor made then is symbolic), where host draws would be frozen into the graph."""
-    if not unidl.current_backend().compile_traces:
-        return True
-    try:
-        with unidl.device("cpu"):
-            ops.to_numpy(ops.zeros((), "float32"))
-    except Exception:
-        return False
-    return True
+    return not unidl.current_backend().is_tracing()
 
 
 def _graph_uniform(template, bits: int = 24):

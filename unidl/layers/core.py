@@ -24,6 +24,7 @@ from unidl import dtypes as _dt
 from unidl import initializers as _initializers
 from unidl import ops
 from unidl import regularizers as _regularizers
+from unidl.backend.state import current_backend as _current_backend
 from unidl.layers.base import Layer, LayerError
 
 __all__ = ["Dense", "Flatten", "Reshape", "Permute", "Dropout", "Activation", "Identity",
@@ -363,10 +364,12 @@ class Dropout(Layer):
         self._seeds = _seed_stream(seed)
 
     def _next_seed(self):
-        if self._seeds is not None:
-            return int(self._seeds.integers(0, 2**31 - 1))
         from unidl import random as _random
 
+        if _current_backend().is_tracing():
+            return None  # (a host-drawn seed would be frozen into the traced step)
+        if self._seeds is not None:
+            return int(self._seeds.integers(0, 2**31 - 1))
         return _random.next_seed() if _random.is_deterministic() else None
 
     def _mask_base(self, x, shape):
