@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import unidl
@@ -276,3 +277,39 @@ def test_adam_without_bias_correction_is_caught(installed):
     want = {t for t in CONFIGS if CONFIGS[t][0] in ("adam", "adamw")}
     assert _failed(result) == want, [(r.case.id, r.message) for r in result.failed]
     _assert_named(result, "optimizer", "adamnobias", "adam", "float32")
+
+
+# -- a compiled step that fuses a kernel wrongly (what graph optimizers can do) ------------------
+_BAD_FUSION = """
+import numpy as np
+
+from unidl_numpy.backend import NumpyBackend
+
+
+class Broken(NumpyBackend):
+    name = "badfusion"
+    compile_by_default = True
+
+    def compile_function(self, fn, jit=False):
+        # stands for a graph rewrite that loses NaN in a fused relu: eager runs are right
+        def run(*args):
+            out = fn(*args)
+            return np.where(np.isnan(out), 0.0, out).astype(out.dtype) if \\
+                isinstance(out, np.ndarray) else out
+        return run
+"""
+
+
+def test_a_compiled_step_that_differs_from_eager_is_caught(installed, monkeypatch):
+    """The layer check also runs the forward pass inside the backend's compile_function: a
+    fusion bug that only shows in compiled steps (as TensorFlow's oneDNN fusions did) fails
+    the check, naming the compiled step."""
+    import unidl_conformance.layers as L
+
+    _install(installed, "badfusion", _BAD_FUSION)
+    monkeypatch.setattr(L, "_inputs", lambda lc, rng: [np.full(s, np.nan) for s in lc.inputs])
+    result = run(backends=["badfusion"], checks=["layer"], dtypes=["float32"],
+                 pattern="Dense,Flatten", progress=False)
+    messages = [r.message for r in result.failed]
+    assert _failed(result) == {"Dense", "Flatten"}, messages
+    assert all("compiled step" in m for m in messages), messages

@@ -43,6 +43,7 @@ class LayerCase:
     high: float = 1.0
     int_input: int = 0  # > 0: integer inputs in [0, int_input) (Embedding)
     deterministic: bool = False  # run in unidl.random's deterministic mode (augmentation)
+    compiled: bool = True  # also check inside compile_function (False: a host-side layer)
 
 
 def _L():
@@ -107,7 +108,7 @@ def _preprocessing_cases():
                   ((3, 4),), grad=False, int_input=6,
                   formula=F.category_encoding_layer(6, "count")),
         LayerCase("IntegerLookup", lambda: L.IntegerLookup(vocabulary=[5, 1, 3, 7]),
-                  ((3, 4),), grad=False, int_input=8,
+                  ((3, 4),), grad=False, int_input=8, compiled=False,  # (host-side lookup)
                   formula=F.integer_lookup_layer([5, 1, 3, 7])),
         LayerCase("RandomFlip", lambda: L.RandomFlip(seed=s), ((6, 4, 5, 2),), **aug,
                   formula=F.random_flip_layer(s, "horizontal_and_vertical")),
@@ -154,6 +155,8 @@ def _cases():
                   ((2, 4, 4, 2),)),
         LayerCase("DepthwiseConv2D", lambda: L.DepthwiseConv2D(3, depth_multiplier=2),
                   ((2, 6, 6, 3),)),
+        LayerCase("DepthwiseConv2D[same]", lambda: L.DepthwiseConv2D(3, padding="same"),
+                  ((2, 5, 5, 3),)),
         LayerCase("SeparableConv2D", lambda: L.SeparableConv2D(4, 3), ((2, 6, 6, 3),)),
         LayerCase("MaxPooling1D", lambda: L.MaxPooling1D(2), ((2, 6, 3),)),
         LayerCase("MaxPooling2D", lambda: L.MaxPooling2D(2), ((2, 6, 6, 3),)),
@@ -252,7 +255,24 @@ def _run_side(lc: LayerCase, backend, device, dtype, xs_np, weights, cts_np, see
             grads = [ops.to_numpy(g) for g in list(gx) + list(gw)]
         else:
             outs, grads = f(float_inputs, variables), []
+        _COMPILED[backend] = _compiled_forward(layer, lc, xs)
         return ops.to_numpy(outs), grads, w_np, out
+
+
+_COMPILED: dict = {}
+
+
+def _compiled_forward(layer, lc: LayerCase, xs):
+    """The forward pass inside the backend's ``compile_function``, for backends that compile
+    ``Model``'s steps by default (``tf.function``): graph optimizers fuse kernels there
+    (oneDNN's fused BiasAdd+Relu, padded depthwise+BiasAdd...), which an eager run never
+    sees. None where the backend runs eagerly or the layer draws randomness (a traced step
+    uses the backend's generator, so its result differs by design)."""
+    be = unidl.current_backend()
+    if not be.compile_by_default or lc.deterministic or not lc.compiled:
+        return None
+    step = be.compile_function(lambda *inputs: _call(layer, lc, list(inputs)))
+    return ops.to_numpy(step(*xs))
 
 
 def _output_shape(lc: LayerCase, xs_np, seed):
@@ -299,7 +319,9 @@ def run_layer(case: Case) -> Result:
     result = Result(case, "pass", seed=seed, rtol=rtol, atol=atol)
     ref = reference_backend()
     try:
+        _COMPILED.clear()
         (y, g, w), (y64, g64) = _run_both(lc, case, xs_np, rng, seed)
+        compiled = _COMPILED.get(case.backend)
     except Exception as exc:
         result.status = "fail"
         result.message = f"{case.target}: raised {type(exc).__name__}: {exc}"
@@ -311,6 +333,14 @@ def run_layer(case: Case) -> Result:
         result.status = "fail"
         result.message = f"{case.target}: forward differs from {ref} float64: {cmp.message}"
         return result
+    if compiled is not None:
+        cmp = compare(compiled, y64, rtol, atol)
+        result.ratio = max(result.ratio, cmp.ratio)
+        if not cmp.ok:
+            result.status = "fail"
+            result.message = (f"{case.target}: forward inside the backend's compiled step "
+                              f"differs from {ref} float64: {cmp.message}")
+            return result
     for k, (a, b) in enumerate(zip(g, g64)):
         cmp = compare(a, b, grtol, gatol)
         result.ratio = max(result.ratio, cmp.ratio)
