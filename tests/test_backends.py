@@ -193,3 +193,19 @@ def test_missing_primitives_are_reported(installed):
     with unidl.use_backend("partial"):
         with pytest.raises(NotImplementedError, match="add"):
             ops.add(ops.ones((2,)), 1.0)
+
+
+def test_import_unidl_loads_only_backend_selection():
+    """Every other public name loads on first use (what keeps ``import unidl`` about as
+    fast as NumPy alone; benchmarks/run.py times it)."""
+    proc = run_python("""
+        import sys
+        import unidl
+        loaded = sorted(m for m in sys.modules if m.startswith("unidl"))
+        print("LOADED", loaded)
+        assert unidl.ops.ones((2,)).shape == (2,) and unidl.Model.__name__ == "Model"
+        assert "grad" in dir(unidl)
+    """, env={"UNIDL_BACKEND": "numpy"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("LOADED"))
+    assert "unidl.ops" not in line and "unidl.layers" not in line and "unidl.spec" not in line

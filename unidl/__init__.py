@@ -11,10 +11,12 @@ Example:
     6.0
 """
 
-from unidl import dtypes, errors
-from unidl.backend.registry import list_backends
+# ``import unidl`` imports only what selecting a backend needs; every other public name is
+# imported on first use (PEP 562), so the package imports about as fast as NumPy alone and
+# never a framework (tests/test_backends.py and benchmarks check both).
 from unidl.backend.state import (
     backend_name,
+    check_environment,
     current_backend,
     current_device,
     device,
@@ -31,48 +33,45 @@ from unidl.errors import (
     UnidlError,
 )
 
-from unidl import ops  # noqa: E402  isort: skip  (generated from the spec)
-from unidl.backend.state import check_environment as _check_environment  # noqa: E402
-
-_check_environment()  # an unknown UNIDL_BACKEND fails here, naming the variable
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "ops",
-    "dtypes",
-    "errors",
-    "set_backend",
-    "use_backend",
-    "backend_name",
-    "current_backend",
-    "list_backends",
-    "device",
-    "devices",
-    "current_device",
-    "UnidlError",
-    "OpError",
-    "BackendError",
-    "BackendNotFoundError",
-    "BackendUnavailableError",
-    "GradientError",
-]
+check_environment()  # an unknown UNIDL_BACKEND fails here, naming the variable
+del check_environment
 
-from unidl.autodiff import grad, stop_gradient, value_and_grad, vjp  # noqa: E402
+#: public name -> (module, attribute or None for the module itself)
+_LAZY = {
+    **{name: (f"unidl.{name}", None) for name in (
+        "ops", "dtypes", "errors", "random", "datasets", "data", "optimizers", "activations",
+        "initializers", "regularizers", "layers", "losses", "metrics", "callbacks",
+        "constraints", "models", "saving", "tolerances", "tree")},
+    "list_backends": ("unidl.backend.registry", "list_backends"),
+    "grad": ("unidl.autodiff", "grad"), "value_and_grad": ("unidl.autodiff", "value_and_grad"),
+    "vjp": ("unidl.autodiff", "vjp"), "stop_gradient": ("unidl.autodiff", "stop_gradient"),
+    "Variable": ("unidl.variables", "Variable"),
+    "Input": ("unidl.models", "Input"), "Model": ("unidl.models", "Model"),
+    "Sequential": ("unidl.models", "Sequential"), "load_model": ("unidl.models", "load_model"),
+}
 
-# The rest of the public API: none of these imports a framework.
-from unidl import random  # noqa: E402  isort: skip
-from unidl import datasets  # noqa: E402  isort: skip
-from unidl import data  # noqa: E402  isort: skip
-from unidl.variables import Variable  # noqa: E402  isort: skip
-from unidl import optimizers  # noqa: E402  isort: skip
-from unidl import activations, initializers, regularizers  # noqa: E402  isort: skip
-from unidl import layers, losses, metrics, callbacks  # noqa: E402  isort: skip
-from unidl import constraints  # noqa: E402  isort: skip
-from unidl import models, saving  # noqa: E402  isort: skip
-from unidl.models import Input, Model, Sequential, load_model  # noqa: E402  isort: skip
 
-__all__ += ["grad", "value_and_grad", "vjp", "stop_gradient", "random", "datasets", "data",
-            "Variable", "optimizers", "activations", "initializers", "regularizers", "layers",
-            "losses", "metrics", "callbacks", "models", "Input", "Model", "Sequential",
-            "constraints", "saving", "load_model"]
+def __getattr__(name):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'unidl' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = target
+    value = importlib.import_module(module_name)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["set_backend", "use_backend", "backend_name", "current_backend", "device",
+           "devices", "current_device", "UnidlError", "OpError", "BackendError",
+           "BackendNotFoundError", "BackendUnavailableError", "GradientError",
+           *(name for name in _LAZY if name not in ("tolerances", "tree"))]

@@ -108,6 +108,8 @@ _SPECS = {}
 def _generate() -> None:
     namespace = {"_STATE": _STATE, "_fail": _fail, "_SPECS": _SPECS}
     for spec in _all_specs():
+        if spec.name in _SPECS:
+            continue
         _SPECS[spec.name] = spec
         call = ", ".join(spec.param_names)
         src = _TEMPLATE.format(name=spec.name, params=spec.signature_source(), call=call)
@@ -208,3 +210,15 @@ def dtype(x) -> str:
 
 
 _generate()
+
+
+def __getattr__(name):
+    """An op declared after this module was first imported: when ``unidl.spec`` is imported
+    first, its modules import this one before every op is declared; the rest are generated
+    on first use."""
+    from unidl.spec.core import _REGISTRY
+
+    if name in _REGISTRY:
+        _generate()
+        return globals()[name]
+    raise AttributeError(f"module 'unidl.ops' has no attribute {name!r}")

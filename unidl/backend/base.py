@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 
 import numpy as np
 
@@ -42,6 +41,8 @@ class BackendEntry:
     exporters: dict[str, str] = field(default_factory=dict)
 
     def installed_version(self) -> str | None:
+        from importlib import metadata
+
         for dist in self.distributions:
             try:
                 return metadata.version(dist)
