@@ -1,13 +1,21 @@
 """A small CNN on the 8x8 digits; runs unchanged on every backend:
-UNIDL_BACKEND=numpy|torch|tensorflow python examples/cnn_digits.py [epochs]
+UNIDL_BACKEND=numpy|torch|tensorflow python examples/cnn_digits.py [epochs] [--out DIR]
+
+It saves its training curves as cnn_digits_history.png in --out DIR, else
+$UNIDL_EXAMPLES_OUT, else the current directory (skipped when matplotlib is missing).
 """
 
-import sys
+import argparse
 
 import unidl
 from unidl import layers
+from unidl.utils import save_training_pictures
 
-epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("epochs", type=int, nargs="?", default=10)
+parser.add_argument("--out", metavar="DIR", help="where to save the pictures")
+args = parser.parse_args()
+epochs = args.epochs
 unidl.random.set_seed(0)
 (x_train, y_train), (x_test, y_test) = unidl.datasets.digits.load_data()
 x_train = (x_train / 16.0).reshape(-1, 8, 8, 1)
@@ -21,6 +29,8 @@ model = unidl.Sequential([
     layers.Dense(10, activation="softmax"),
 ])
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.1, verbose=2)
+history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.1,
+                    verbose=2)
 loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
 print(f"backend={unidl.backend_name()} CNN test accuracy={accuracy:.4f}")
+save_training_pictures("cnn_digits", history, out=args.out)

@@ -1,6 +1,7 @@
 """A CNN on real MNIST images with data augmentation, fed by a unidl.data pipeline.
 
 UNIDL_BACKEND=torch python examples/mnist_augmented.py [--data DIR] [--epochs N] [--limit N]
+[--out DIR]
 
 The 10,000-image MNIST test set (IDX files, found as ``mnist_real.py`` finds them: ``--data
 DIR``, ``$UNIDL_DATA_DIR`` (and its ``mnist/``), ``../shared/data/mnist``) split 8,000 /
@@ -62,6 +63,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", metavar="DIR", help="directory holding the MNIST test set")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", metavar="DIR", help="where to save the training curves "
+                        "(default: $UNIDL_EXAMPLES_OUT, else the current directory)")
     parser.add_argument("--limit", type=int, default=None,
                         help="train on the first N training images only")
     args = parser.parse_args()
@@ -70,6 +73,7 @@ def main():
     import numpy as np
 
     import unidl
+    from unidl.utils import save_training_pictures
 
     (x_train, y_train), (x_test, y_test) = unidl.datasets.mnist.load_data(path, split=0.2)
     x_train = (x_train[:args.limit, :, :, None] / 255.0).astype(np.float32)
@@ -79,10 +83,11 @@ def main():
     model = build_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(training_data(x_train, y_train), epochs=args.epochs, verbose=2)
+    history = model.fit(training_data(x_train, y_train), epochs=args.epochs, verbose=2)
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"backend={unidl.backend_name()} augmented CNN on MNIST ({len(x_train):,} train / "
           f"{len(x_test):,} test from {path}) test accuracy={accuracy:.4f}")
+    save_training_pictures("mnist_augmented", history, out=args.out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The Keras MNIST MLP on real MNIST images: the 10,000-image MNIST test set (IDX files),
 split 8,000 / 2,000.
 
-UNIDL_BACKEND=torch python examples/mnist_real.py [--data DIR] [--epochs N]
+UNIDL_BACKEND=torch python examples/mnist_real.py [--data DIR] [--epochs N] [--out DIR]
 
 The files (t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not) are looked
 for in ``--data DIR``, then in ``$UNIDL_DATA_DIR`` (and its ``mnist/`` folder), then in
@@ -50,11 +50,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", metavar="DIR", help="directory holding the MNIST test set")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", metavar="DIR", help="where to save the training curves "
+                        "(default: $UNIDL_EXAMPLES_OUT, else the current directory)")
     args = parser.parse_args()
     path = find_data(args.data)
 
     import unidl
     from unidl import layers
+    from unidl.utils import save_training_pictures
 
     (x_train, y_train), (x_test, y_test) = unidl.datasets.mnist.load_data(path, split=0.2)
     unidl.random.set_seed(0)
@@ -66,10 +69,11 @@ def main():
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x_train / 255.0, y_train, epochs=args.epochs, batch_size=32, verbose=2)
+    history = model.fit(x_train / 255.0, y_train, epochs=args.epochs, batch_size=32, verbose=2)
     loss, accuracy = model.evaluate(x_test / 255.0, y_test, verbose=0)
     print(f"backend={unidl.backend_name()} MNIST (8,000 train / 2,000 test from {path}) "
           f"test accuracy={accuracy:.4f}")
+    save_training_pictures("mnist_real", history, out=args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A sentiment classifier on short texts: TextVectorization (adapted on the training texts)
 + Embedding + LSTM + Dense; runs unchanged on every backend:
-UNIDL_BACKEND=numpy|torch|tensorflow python examples/text_classifier.py [epochs]
+UNIDL_BACKEND=numpy|torch|tensorflow python examples/text_classifier.py [epochs] [--out DIR]
 
 The data set is SYNTHETIC: 800 short English-like sentences built here from word lists with
 a fixed seed ("the acting was truly wonderful", "honestly i found the plot dull"), labelled
@@ -10,15 +10,18 @@ the model has to read word order, not only count words. It shows the pipeline, a
 trains the same way on every backend; it says nothing about real reviews.
 
 The strings are turned into token ids on the host (TextVectorization works in NumPy on every
-backend); the model then trains on the ids with the active backend.
+backend); the model then trains on the ids with the active backend. The training curves are
+saved as text_classifier_history.png in --out DIR, else $UNIDL_EXAMPLES_OUT, else the
+current directory (skipped when matplotlib is missing).
 """
 
-import sys
+import argparse
 
 import numpy as np
 
 import unidl
 from unidl import layers
+from unidl.utils import save_training_pictures
 
 SUBJECTS = ["the film", "the movie", "the plot", "the acting", "the ending", "the music",
             "the story", "the cast", "the script", "the camera work"]
@@ -48,7 +51,7 @@ def make_sentences(n, seed):
     return np.array(texts), np.array(labels)
 
 
-def main(epochs):
+def main(epochs, out=None):
     unidl.random.set_seed(0)
     texts, labels = make_sentences(800, seed=42)
     labels = labels.reshape(-1, 1).astype("float32")  # one column, as the model's output
@@ -69,10 +72,15 @@ def main(epochs):
     ])
     model.compile(optimizer=unidl.optimizers.Adam(0.01), loss="binary_crossentropy",
                   metrics=["accuracy"])
-    model.fit(ids_train, y_train, epochs=epochs, batch_size=32, verbose=2)
+    history = model.fit(ids_train, y_train, epochs=epochs, batch_size=32, verbose=2)
     _, accuracy = model.evaluate(ids_test, y_test, verbose=0)
     print(f"backend={unidl.backend_name()} text classifier test accuracy={accuracy:.4f}")
+    save_training_pictures("text_classifier", history, out=out)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 8)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("epochs", type=int, nargs="?", default=8)
+    parser.add_argument("--out", metavar="DIR", help="where to save the pictures")
+    args = parser.parse_args()
+    main(args.epochs, args.out)
