@@ -4,9 +4,10 @@ Arguments, defaults, weight layouts and gate orders follow Keras 3 (see
 :mod:`unidl.layers.cells`). The time loop is a Python loop over the (static) time axis
 written with :mod:`unidl.ops` only, so it runs on every backend, under every backend's
 autodiff and inside ``tf.function`` (with a known number of time steps). The input kernel is
-applied to the whole sequence in one matmul before the loop. An ``LSTM`` (the built-in cell
-with ``tanh``/``sigmoid`` activations, no mask, no dropout active in the call) runs as one
-fused :func:`unidl.ops.lstm` instead, with the same results.
+applied to the whole sequence in one matmul before the loop. An ``LSTM`` or a ``GRU`` (the
+built-in cell with ``tanh``/``sigmoid`` activations, no mask, no dropout active in the call)
+runs as one fused :func:`unidl.ops.lstm` or :func:`unidl.ops.gru` instead, with the same
+results.
 
 Call arguments: ``layer(sequences, initial_state=None, mask=None, training=None)`` (Keras 3
 order; pass them by keyword to be safe).
@@ -247,33 +248,59 @@ class RNN(Layer):
                                    f"{steps}), got {shape}")
         return m
 
+    def _fusable(self, cell_class, mask, training) -> bool:
+        """Whether the cell is exactly the built-in ``cell_class`` with ``tanh`` and
+        ``sigmoid`` activations, with no mask and no dropout active in this call."""
+        cell = self.cell
+        if type(cell) is not cell_class or mask is not None:
+            return False
+        if training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
+            return False
+        return _is_activation(cell._act, "tanh") and _is_activation(cell._rec_act, "sigmoid")
+
     def _uses_fused_lstm(self, mask, training) -> bool:
         """Whether this call can run as one ``ops.lstm`` (same results as the time loop).
 
         It can for the built-in :class:`~unidl.layers.cells.LSTMCell` with ``tanh`` and
         ``sigmoid`` activations, no mask, and no dropout active in this call.
         """
-        cell = self.cell
-        if type(cell) is not LSTMCell or mask is not None:
-            return False
-        if training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
-            return False
-        return _is_activation(cell._act, "tanh") and _is_activation(cell._rec_act, "sigmoid")
+        return self._fusable(LSTMCell, mask, training)
+
+    def _uses_fused_gru(self, mask, training) -> bool:
+        """Whether this call can run as one ``ops.gru`` (same results as the time loop).
+
+        It can for the built-in :class:`~unidl.layers.cells.GRUCell` (either ``reset_after``)
+        with ``tanh`` and ``sigmoid`` activations, no mask, and no dropout or recurrent
+        dropout active in this call.
+        """
+        return self._fusable(GRUCell, mask, training)
+
+    def _sequence_in_order(self, x):
+        """``x`` in processing order (flipped along time with ``go_backwards``)."""
+        return ops.flip(x, axis=1) if self.go_backwards else x
 
     def _run_fused_lstm(self, x, states):
         """The whole sequence as one ``ops.lstm``; returns what :meth:`_run_steps` does."""
         cell = self.cell
-        if self.go_backwards:
-            x = ops.flip(x, axis=1)  # outputs stay in processing order, as in the loop
-        seq, h, c = ops.lstm(x, states[0], states[1], cell.kernel, cell.recurrent_kernel,
-                             cell.bias)
+        # (outputs stay in processing order, as in the loop)
+        seq, h, c = ops.lstm(self._sequence_in_order(x), states[0], states[1], cell.kernel,
+                             cell.recurrent_kernel, cell.bias)
         return h, (seq if self.return_sequences else None), [h, c]
+
+    def _run_fused_gru(self, x, states):
+        """The whole sequence as one ``ops.gru``; returns what :meth:`_run_steps` does."""
+        cell = self.cell
+        seq, h = ops.gru(self._sequence_in_order(x), states[0], cell.kernel,
+                         cell.recurrent_kernel, cell.bias, cell.reset_after)
+        return h, (seq if self.return_sequences else None), [h]
 
     def _run_steps(self, x, states, mask, training):
         """The time loop. ``x``: (batch, time, features), batch-major. Returns
         ``(last_output, outputs or None, final_states)``."""
         if self._uses_fused_lstm(mask, training):
             return self._run_fused_lstm(x, states)
+        if self._uses_fused_gru(mask, training):
+            return self._run_fused_gru(x, states)
         cell = self.cell
         steps = int(ops.shape(x)[1])
         fast = isinstance(cell, _Cell)

@@ -1,11 +1,17 @@
-"""PyTorch recurrent kernels: ``lstm`` through torch's fused LSTM (``torch.lstm``).
+"""PyTorch recurrent kernels: ``lstm`` and ``gru`` through torch's fused ops (``torch.lstm``,
+``torch.gru``, the kernels behind ``nn.LSTM`` and ``nn.GRU``).
 
-torch orders the gates ``i, f, g, o`` like Keras and keeps its weights transposed
-(``(4u, features)``); it has two biases, so the second one is zeros. torch's autograd
-differentiates the fused op.
+torch orders the LSTM gates ``i, f, g, o`` like Keras and keeps its weights transposed
+(``(4u, features)``); it has two biases, so the second one is zeros. torch's GRU is Keras's
+``reset_after=True`` GRU with the gates in the order ``r, z, n`` (Keras: ``z, r, h``), so the
+kernel reorders the weights' gate blocks; its two biases are Keras's two rows. A
+``reset_after=False`` GRU has no torch kernel and runs the spec's composite. torch's autograd
+differentiates all of them.
 """
 
 import torch
+
+from unidl.spec.gru import gru_composite
 
 
 def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
@@ -20,6 +26,26 @@ def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
     return outputs, h.squeeze(0), c.squeeze(0)
 
 
+def _torch_gate_order(w, units):
+    """Keras's gate blocks ``z, r, h`` along the last axis in torch's order ``r, z, n``."""
+    return torch.cat((w[..., units:2 * units], w[..., :units], w[..., 2 * units:]), dim=-1)
+
+
+def gru(x, h0, kernel, recurrent_kernel, bias=None, reset_after=True):
+    if not reset_after:
+        return gru_composite(x, h0, kernel, recurrent_kernel, bias, reset_after)
+    units = recurrent_kernel.shape[0]
+    params = [_torch_gate_order(kernel, units).t(), _torch_gate_order(recurrent_kernel, units).t()]
+    if bias is not None:
+        params += list(_torch_gate_order(bias, units).unbind(0))
+    # as for lstm: ``train`` matters only for cuDNN, whose backward needs a training forward
+    train = torch.is_grad_enabled()
+    outputs, h = torch.gru(x, h0.unsqueeze(0), params, bias is not None, 1, 0.0, train, False,
+                           True)
+    return outputs, h.squeeze(0)
+
+
 KERNELS = {
     "lstm": lstm,
+    "gru": gru,
 }
