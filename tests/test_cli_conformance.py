@@ -197,7 +197,8 @@ def test_quick_and_default_selection():
     assert set(BACKENDS) <= {c.backend for c in quick}  # default: every installed backend
     assert {c.dtype for c in quick} == {"float32"}
     full = collect_cases(backends=["numpy"])
-    assert {c.check for c in full} == {"forward", "grad", "optimizer", "layer", "training"}
+    assert {c.check for c in full} == {"forward", "grad", "optimizer", "layer", "training",
+                                       "metric"}
     assert {"float16", "float64", "int32", "bool"} <= {c.dtype for c in full}
     assert len(full) > len([c for c in quick if c.backend == "numpy"])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from html.parser import HTMLParser
 
 import pytest
 
@@ -14,6 +15,7 @@ from unidl import dtypes as _dt
 from unidl_conformance.cases import Case, Result
 from unidl_conformance.report import render_text, to_html, to_json, to_markdown, write_report
 from unidl_conformance.runner import Run
+from unidl_conformance.summary import RATIO_BINS
 from unidl_conformance.terminal import WIDTH
 
 LONG_BACKEND = "a_really_long_third_party_backend_name"
@@ -200,3 +202,48 @@ def test_reports_get_the_mode_of_an_ordinary_new_file(tmp_path, umask):
     # atomic: no temporary file left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt", "r.html", "r.json",
                                                           "r.md"]
+
+
+class _Histograms(HTMLParser):
+    """Each ``<svg class='ratio-hist'>``: its backend and its bins' ``data-count``s."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list = []  # [(backend, [count, ...])]
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+        elif tag == "svg" and attrs.get("class") == "ratio-hist":
+            self.found.append((attrs["data-backend"], []))
+        elif tag == "rect" and attrs.get("class") == "bin":
+            self.found[-1][1].append(int(attrs["data-count"]))
+
+
+def test_html_report_has_an_error_histogram_per_backend():
+    """One inline SVG per backend in its summary, whose bins add up to its passing cases;
+    the ratios fall in the documented bins (0 alone, log-scaled below 0.1, 0.1 steps)."""
+    run = synthetic_run()
+    ratios = [0.0, 5e-5, 5e-4, 5e-3, 0.05, 0.1, 0.15, 0.55, 0.95, 1.0]
+    run.results += [_result("grad", "numpy", "cpu", "float32", f"op{i}", ratio=r)
+                    for i, r in enumerate(ratios)]
+    parser = _Histograms()
+    page = to_html(run)
+    parser.feed(page)
+    assert [name for name, _ in parser.found] == ["numpy", LONG_BACKEND]
+    assert parser.scripts == 0
+    for name, counts in parser.found:
+        passing = sum(r.status == "pass" for r in run.results if r.case.backend == name)
+        assert len(counts) == len(RATIO_BINS) and sum(counts) == passing, name
+    numpy_counts = dict(zip((label for _, _, label in RATIO_BINS), parser.found[0][1]))
+    base = len(TARGETS) * len(_dt.DTYPES)  # (synthetic_run's numpy passes: ratio 0.25)
+    assert numpy_counts == {"0": 1, "<1e-4": 1, "1e-4": 1, "1e-3": 1, "1e-2": 1, "0.1": 2,
+                            "0.2": base, "0.3": 0, "0.4": 0, "0.5": 1, "0.6": 0,
+                            "0.7": 0, "0.8": 0, "0.9": 2}
+    backends = page[page.index("<h2>Backends</h2>"):page.index("<h2>Known failures</h2>")]
+    assert backends.count("<svg class='ratio-hist'") == 2  # (in the per-backend summary)
+    md = to_markdown(run)
+    rows = [line for line in md.splitlines() if line.startswith("| cases |")]
+    assert [int(row.split("|")[-2]) for row in rows] == [sum(c) for _, c in parser.found]

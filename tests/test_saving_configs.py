@@ -38,6 +38,10 @@ ARGS = {
     "CategoryEncoding": (6,), "RandomRotation": (0.2,), "RandomTranslation": (0.1, (-0.2, 0.3)),
     "RandomZoom": (0.2,), "RandomCrop": (3, 4), "RandomContrast": (0.3,),
     "RandomBrightness": (0.2,), "GaussianNoise": (0.1,),
+    "ConfusionMatrix": (3,), "MeanIoU": (3,), "PrecisionAtRecall": (0.6,),
+    "RecallAtPrecision": (0.7,), "SensitivityAtSpecificity": (0.5,),
+    "SpecificityAtSensitivity": (0.4,), "FBetaScore": ("macro", 2.0),
+    "R2Score": ("variance_weighted_average", 2),
 }
 ABSTRACT = {"LearningRateSchedule", "Lambda", "LossFunctionWrapper", "Layer"}
 

@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", action="append", help="device(s) (default: all of each backend)")
     c.add_argument("--dtype", action="append", help="dtype(s) (default: all)")
     c.add_argument("--check", action="append",
-                   help="checks: forward,grad,optimizer,layer,training (default: all)")
+                   help="checks: forward,grad,optimizer,layer,training,metric (default: all)")
     c.add_argument("-k", metavar="PATTERN", help="only cases whose name matches (substring or "
                    "glob; comma-separated alternatives)")
     c.add_argument("--report", action="append", metavar="FILE",

@@ -13,6 +13,7 @@ _TABLE = {
     "optimizer": ("unidl_conformance.optimizer", "optimizer_cases", "run_optimizer"),
     "layer": ("unidl_conformance.layers", "layer_cases", "run_layer"),
     "training": ("unidl_conformance.training", "training_cases", "run_training"),
+    "metric": ("unidl_conformance.metrics", "metric_cases", "run_metric"),
 }
 CHECKS = tuple(_TABLE)
 

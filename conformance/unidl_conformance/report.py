@@ -3,8 +3,10 @@
 
 Markdown and HTML open on what needs attention, in this order: the totals, the unexpected
 failures (message, error/tolerance, tolerance, seed), a summary per backend (version, devices,
-counts per dtype, check and device), the known failures grouped by reason, and only then the
-full matrix (one row per case, one column per backend/device/dtype).
+counts per dtype, check and device, and a histogram of the error/tolerance ratios of its
+passing cases: an inline SVG of plain rectangles in HTML, a one-row table in Markdown), the
+known failures grouped by reason, and only then the full matrix (one row per case, one column
+per backend/device/dtype).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 
 from unidl_conformance.runner import Run
 from unidl_conformance.summary import (
+    RATIO_BINS,
     STATUSES,
     BackendSummary,
     backend_summaries,
@@ -102,7 +105,14 @@ def _md_backend(s: BackendSummary) -> list[str]:
     if len(s.by_device) > 1:
         out += [""] + _md_table(["device", *_TALLY_HEAD],
                                 [_tally_row(k, t) for k, t in s.by_device.items()])
-    return out
+    return out + _md_histogram(s)
+
+
+def _md_histogram(s: BackendSummary) -> list[str]:
+    """The passing cases per error/tolerance bin, as a one-row table."""
+    return ["", f"Passing cases by error / tolerance ({_HIST_NOTE}):", ""] + _md_table(
+        ["error / tolerance", *(label for _, _, label in RATIO_BINS), "passing"],
+        [["cases", *s.histogram, sum(s.histogram)]])
 
 
 def _md_known(run: Run) -> list[str]:
@@ -141,7 +151,8 @@ font-size:12px;margin:.5em 0}th,td{border:1px solid #ccc;padding:2px 5px;text-al
 th{background:#eee;position:sticky;top:0}td.name,td.msg{text-align:left}td.name{font-family:
 monospace}.pass{background:#c8f0c8}.warn{background:#f4f0b0}.fail,.error{background:#f4a0a0;
 font-weight:bold}.known{background:#d8d8f4}.xpass{background:#b0e0f0}.none{color:#aaa}
-.summary{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}"""
+.summary{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+figure.hist{margin:.5em 0;font-size:12px}figure.hist text{fill:#333}"""
 
 
 def _h_table(head: list[str], rows: list[list], classes: list[str] | None = None) -> str:
@@ -189,8 +200,64 @@ def _h_backend(s: BackendSummary) -> list[str]:
     if len(s.by_device) > 1:
         tables.append(_h_table(["device", *_TALLY_HEAD],
                                [_tally_row(k, t) for k, t in s.by_device.items()]))
+    tables.append(_svg_histogram(s.name, s.histogram))
     return [f"<h3>{esc(s.name)} {esc(s.version)}{role}</h3>", f"<p>Devices: {esc(devices)}</p>",
             "<div class='summary'>" + "".join(tables) + "</div>"]
+
+
+_HIST_NOTE = "bins by lower edge; log-scaled below 0.1; 1 is the tolerance"
+_BAR_W, _BAR_GAP, _PLOT_H, _MARGIN, _TOP = 26, 4, 90, 10, 16
+_LOG_BINS = sum(high <= 0.1 for _, high, _ in RATIO_BINS)  # (0 and the log-scaled bins)
+
+
+def _bin_text(low: float, high: float) -> str:
+    """A bin's range for its tooltip: ``exactly 0``, ``[0.1, 0.2)``..."""
+    if high == 0.0:
+        return "exactly 0"
+    if low == 0.0:
+        return f"(0, {high:g})"
+    return f"[{low:g}, {high:g}{']' if high == 1.0 else ')'}"
+
+
+def _svg_bar(i: int, count: int, top: int) -> list[str]:
+    """One bin: its rectangle (with a tooltip), the count above it, the label below."""
+    low, high, label = RATIO_BINS[i]
+    base = _TOP + _PLOT_H
+    height = 0 if not count else max(1, round(_PLOT_H * count / top))
+    x = _MARGIN + i * (_BAR_W + _BAR_GAP)
+    mid = x + _BAR_W / 2
+    fill = "#d9a520" if low >= 0.5 else "#4caf50"
+    out = [f"<rect class='bin' x='{x}' y='{base - height}' width='{_BAR_W}' height='{height}' "
+           f"fill='{fill}' data-bin='{html.escape(label)}' data-count='{count}'><title>"
+           f"{html.escape(_bin_text(low, high))}: {count} passing</title></rect>"]
+    if count:
+        out.append(f"<text x='{mid}' y='{base - height - 3}'>{count}</text>")
+    out.append(f"<text x='{mid}' y='{base + 12}'>{html.escape(label)}</text>")
+    return out
+
+
+def _svg_histogram(name: str, counts: list) -> str:
+    """An inline SVG (plain rectangles, no script) of a backend's passing cases per
+    error/tolerance bin (:data:`~unidl_conformance.summary.RATIO_BINS`)."""
+    esc = html.escape
+    width = 2 * _MARGIN + len(counts) * (_BAR_W + _BAR_GAP) - _BAR_GAP
+    base, height = _TOP + _PLOT_H, _TOP + _PLOT_H + 34
+    top = max(counts, default=0) or 1
+    parts = [f"<figure class='hist'><svg class='ratio-hist' data-backend='{esc(name)}' "
+             f"xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+             f"viewBox='0 0 {width} {height}' font-size='9' text-anchor='middle' role='img'>",
+             f"<title>{esc(name)}: {sum(counts)} passing cases by error / tolerance</title>",
+             f"<line x1='{_MARGIN}' y1='{base}' x2='{width - _MARGIN}' y2='{base}' "
+             "stroke='#888'/>"]
+    for i, count in enumerate(counts):
+        parts += _svg_bar(i, count, top)
+    split = _MARGIN + _LOG_BINS * (_BAR_W + _BAR_GAP) - _BAR_GAP / 2  # (log | linear bins)
+    parts.append(f"<line x1='{split}' y1='{_TOP}' x2='{split}' y2='{base}' stroke='#bbb' "
+                 "stroke-dasharray='3,3'/>")
+    parts.append(f"<text x='{width / 2}' y='{height - 4}'>error / tolerance</text></svg>")
+    parts.append(f"<figcaption>{sum(counts)} passing cases by error / tolerance "
+                 f"({esc(_HIST_NOTE)})</figcaption></figure>")
+    return "".join(parts)
 
 
 def _h_known(run: Run) -> list[str]:

@@ -17,7 +17,7 @@ from unidl_conformance.runner import Run
 
 __all__ = ["STATUSES", "Tally", "BackendSummary", "KnownGroup", "backend_summaries",
            "known_groups", "matrix", "column", "cell", "totals_text", "reference_text",
-           "SHORT_DTYPES"]
+           "SHORT_DTYPES", "RATIO_BINS", "ratio_histogram"]
 
 #: every status a result can have, in report order
 STATUSES = ("pass", "fail", "error", "known", "xpass")
@@ -25,6 +25,34 @@ STATUSES = ("pass", "fail", "error", "known", "xpass")
 SHORT_DTYPES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64",
                 "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64", "uint8": "u8",
                 "bool": "bool"}
+
+
+#: the bins of the error/tolerance histogram of passing cases: ``(low, high, label)``, a ratio
+#: ``r`` falls in the bin with ``low <= r < high`` (exactly 0 in the first; the last bin
+#: holds 1.0 too); log-scaled below 0.1, steps of 0.1 above
+RATIO_BINS = ((0.0, 0.0, "0"), (0.0, 1e-4, "<1e-4"), (1e-4, 1e-3, "1e-4"), (1e-3, 1e-2, "1e-3"),
+              (1e-2, 0.1, "1e-2")) + tuple((k / 10, (k + 1) / 10, f"0.{k}") for k in range(1, 10))
+
+
+def _ratio_bin(ratio: float) -> int:
+    """The index in :data:`RATIO_BINS` of a passing case's ratio (above 1, or not a number,
+    in the last bin: a pass never has one)."""
+    if ratio == 0.0:
+        return 0
+    for i, (low, high, _) in enumerate(RATIO_BINS[1:], start=1):
+        if low <= ratio < high:
+            return i
+    return len(RATIO_BINS) - 1
+
+
+def ratio_histogram(results) -> list[int]:
+    """Counts of the passing ``results`` per bin of :data:`RATIO_BINS` (error over
+    tolerance): how close to its tolerances a backend runs."""
+    counts = [0] * len(RATIO_BINS)
+    for r in results:
+        if r.status == "pass":
+            counts[_ratio_bin(r.ratio)] += 1
+    return counts
 
 
 @dataclass
@@ -62,6 +90,7 @@ class BackendSummary:
     by_dtype: dict = field(default_factory=dict)  # dtype -> Tally
     by_check: dict = field(default_factory=dict)  # check -> Tally
     by_device: dict = field(default_factory=dict)  # device -> Tally
+    histogram: list = field(default_factory=list)  # passing cases per RATIO_BINS bin
 
 
 @dataclass
@@ -113,6 +142,7 @@ def backend_summaries(run: Run) -> list[BackendSummary]:
         s.by_dtype = {k: s.by_dtype[k] for k in _ordered(s.by_dtype, _dtype_order())}
         s.by_check = {k: s.by_check[k] for k in _ordered(s.by_check, CHECKS)}
         s.by_device = {k: s.by_device[k] for k in s.devices}
+        s.histogram = ratio_histogram(mine)
         out.append(s)
     return out
 

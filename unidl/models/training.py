@@ -292,7 +292,7 @@ class TrainingMixin:
         """The metrics' results (``results``: already computed, in :attr:`metrics` order)."""
         if results is None:
             results = [m.result() for m in self.metrics]
-        logs = {m.name: float(ops.to_numpy(r)) for m, r in zip(self.metrics, results)}
+        logs = {m.name: _log_value(r) for m, r in zip(self.metrics, results)}
         if return_dict:
             return logs
         values = list(logs.values())
@@ -352,6 +352,9 @@ class TrainingMixin:
         self.stop_training = False
         step = None
         cbs.on_train_begin()
+        resumed, self._initial_epoch = getattr(self, "_initial_epoch", None), None
+        if resumed is not None:  # (a BackupAndRestore callback restored a backup: go on after it)
+            initial_epoch = resumed
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             watch.epoch = epoch
@@ -559,3 +562,10 @@ def _sum(values):
 
 def _is_float(x):
     return _dt.is_float(ops.dtype(x))
+
+
+def _log_value(result):
+    """A metric's result for the logs: a float, or a NumPy array for metrics whose result
+    is one (``F1Score(average=None)``, ``ConfusionMatrix``), as Keras logs them."""
+    value = np.asarray(ops.to_numpy(result))
+    return float(value) if value.ndim == 0 else value

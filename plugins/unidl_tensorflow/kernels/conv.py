@@ -18,6 +18,10 @@ An empty batch never reaches a convolution or ``MaxPoolWithArgmax`` kernel
 enables oneDNN) return the input's shape for it, its fused filter-and-bias gradient fails on
 it, TensorFlow's depthwise filter gradient returns uninitialized memory for it on every CPU,
 and ``MaxPoolWithArgmax`` rejects it.
+
+TensorFlow's ``MaxPool`` drops a NaN in its window (every mode), and XLA's ``reduce_max``
+drops it too: ``max_pool`` and ``global_max_pool`` put it back
+(:mod:`unidl_tensorflow.kernels.nan`), as the spec's rule (NumPy's ``max``) has it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import tensorflow as tf
 from unidl.backend.conv_kernels import conv_kernels
 from unidl.spec import conv as C
 from unidl_tensorflow import onednn
+from unidl_tensorflow.kernels.nan import pooled_nan, reduced_nan
 
 _LOW = (tf.float16, tf.bfloat16)
 
@@ -339,7 +344,9 @@ def max_pool(x, pool_size, strides, padding, data_format):
     geo = _pool_geo(x, pool_size, strides, padding, data_format, "max_pool")
     (x,), dt = _up(x)
     k, s, pad = _pool_args(geo)
-    return _down(_unnhwc(tf.nn.max_pool2d(_nhwc(x, geo), k, s, pad), geo), dt)
+    xn = _nhwc(x, geo)
+    y = pooled_nan(tf.nn.max_pool2d(xn, k, s, pad), xn, k, s, pad)  # (MaxPool drops NaN)
+    return _down(_unnhwc(y, geo), dt)
 
 
 def avg_pool(x, pool_size, strides, padding, data_format):
@@ -411,7 +418,7 @@ def global_avg_pool(x, data_format, keepdims):
 
 def global_max_pool(x, data_format, keepdims):
     axes = list(C._global_axes(len(x.shape), data_format))
-    return tf.reduce_max(x, axis=axes, keepdims=keepdims)
+    return reduced_nan(tf.reduce_max(x, axis=axes, keepdims=keepdims), x, axes, keepdims)
 
 
 KERNELS = {

@@ -4,6 +4,8 @@ TF lacks sums/products/cumsums of bool (cast to int32, which is also unidl's res
 and max/min of bool (``reduce_any``/``reduce_all``); float16/bfloat16 accumulate in float32.
 ``reduce_max`` of an empty axis returns -inf in TF: the kernels raise instead, as NumPy does.
 ``argmax`` ignores NaN in TF: the first NaN's index is substituted, as in NumPy.
+``max``/``min`` drop NaN inside XLA (``jit_compile=True``): :func:`nan.reduced_nan` puts it
+back there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from unidl.spec.rules import normalize_axes
+from unidl_tensorflow.kernels.nan import reduced_nan
 
 _HALF = (tf.float16, tf.bfloat16)
 
@@ -81,7 +84,7 @@ def max_(x, axis=None, keepdims=False):
     _check_nonempty(x, axes)
     if x.dtype == tf.bool:
         return tf.reduce_any(x, axes, keepdims=keepdims)
-    return tf.reduce_max(x, axes, keepdims=keepdims)
+    return reduced_nan(tf.reduce_max(x, axes, keepdims=keepdims), x, axes, keepdims)
 
 
 def min_(x, axis=None, keepdims=False):
@@ -89,7 +92,7 @@ def min_(x, axis=None, keepdims=False):
     _check_nonempty(x, axes)
     if x.dtype == tf.bool:
         return tf.reduce_all(x, axes, keepdims=keepdims)
-    return tf.reduce_min(x, axes, keepdims=keepdims)
+    return reduced_nan(tf.reduce_min(x, axes, keepdims=keepdims), x, axes, keepdims)
 
 
 def _arg(fn):

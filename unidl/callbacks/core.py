@@ -1,261 +1,22 @@
-"""Callbacks for ``Model.fit``: History, progress bar, EarlyStopping, ModelCheckpoint,
-TerminateOnNaN, LearningRateScheduler, ReduceLROnPlateau, CSVLogger, and the ``Callback``
-base class."""
+"""Training-control callbacks: EarlyStopping, ModelCheckpoint, TerminateOnNaN,
+LearningRateScheduler, ReduceLROnPlateau and CSVLogger (Keras 3 semantics)."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
-import sys
-import time
 
 import numpy as np
 
-__all__ = [
-    "Callback",
-    "CallbackList",
-    "History",
-    "ProgbarLogger",
-    "EarlyStopping",
-    "ModelCheckpoint",
-    "TerminateOnNaN",
-    "LearningRateScheduler",
-    "ReduceLROnPlateau",
-    "CSVLogger",
-    "LambdaCallback",
-]
+from unidl.callbacks.base import Callback
 
-
-class Callback:
-    """Base class: override any ``on_*`` method. ``self.model`` and ``self.params`` are set."""
-
-    def __init__(self):
-        self.model = None
-        self.params = {}
-
-    def set_model(self, model):
-        self.model = model
-
-    def set_params(self, params):
-        self.params = params
-
-    def on_train_begin(self, logs=None): ...
-
-    def on_train_end(self, logs=None): ...
-
-    def on_epoch_begin(self, epoch, logs=None): ...
-
-    def on_epoch_end(self, epoch, logs=None): ...
-
-    def on_train_batch_begin(self, batch, logs=None): ...
-
-    def on_train_batch_end(self, batch, logs=None): ...
-
-    def on_test_begin(self, logs=None): ...
-
-    def on_test_end(self, logs=None): ...
-
-    def on_test_batch_begin(self, batch, logs=None): ...
-
-    def on_test_batch_end(self, batch, logs=None): ...
-
-
-class LambdaCallback(Callback):
-    """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=fn)``."""
-
-    def __init__(self, **hooks):
-        super().__init__()
-        for name, fn in hooks.items():
-            if not name.startswith("on_"):
-                raise ValueError(f"LambdaCallback: unknown hook {name!r}")
-            setattr(self, name, fn)
-
-
-class History(Callback):
-    """Records the logs of every epoch: ``history.history["loss"]`` etc."""
-
-    def __init__(self):
-        super().__init__()
-        self.history: dict[str, list] = {}
-        self.epoch: list[int] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.append(epoch)
-        for k, v in (logs or {}).items():
-            self.history.setdefault(k, []).append(v)
-
-
-def _format_logs(logs: dict) -> str:
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-
-
-class ProgbarLogger(Callback):
-    """The progress bar of ``fit``/``evaluate`` (``verbose=1``) or one line per epoch (2)."""
-
-    def __init__(self, verbose=1, stream=None):
-        super().__init__()
-        self.verbose = verbose
-        self.stream = stream or sys.stdout
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def _bar(self, done, total, start, logs):
-        """``done/total`` with a bar, or ``done/?`` without one when the number of steps is
-        unknown (a source of batches without a length)."""
-        elapsed = time.perf_counter() - start
-        per_step = elapsed / max(done, 1)
-        width = 20
-        filled = int(width * done / max(total, 1)) if total is not None else 0
-        bar = "━" * filled + " " * (width - filled) if self.tty and total is not None else ""
-        unit = f"{per_step * 1e3:.0f}ms/step" if per_step < 1 else f"{per_step:.1f}s/step"
-        text = f"{done}/{'?' if total is None else total} {bar} {elapsed:.0f}s {unit}"
-        return text + (f" - {_format_logs(logs)}" if logs else "")
-
-    def on_train_begin(self, logs=None):
-        self.epochs = self.params.get("epochs", 1)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-        self.seen = 0
-        if self.verbose == 1:
-            self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen = batch + 1
-        if self.verbose == 1 and self.tty:
-            self.stream.write("\r" + self._bar(self.seen, self.params["steps"], self.start,
-                                               logs() if callable(logs) else logs))
-            self.stream.flush()
-
-    def on_epoch_end(self, epoch, logs=None):
-        total = self.params.get("steps")
-        total = self.seen if total is None else total
-        line = self._bar(total, total, self.start, logs)
-        if self.verbose == 1:
-            self.stream.write(("\r" if self.tty else "") + line + "\n")
-        elif self.verbose == 2:
-            self.stream.write(f"Epoch {epoch + 1}/{self.epochs} - {line}\n")
-        self.stream.flush()
-
-    def on_test_begin(self, logs=None):
-        self.start = time.perf_counter()
-        self.test_seen = 0
-
-    def on_test_batch_end(self, batch, logs=None):
-        self.test_seen = batch + 1  # (logs not read: no host sync)
-
-    def on_test_end(self, logs=None):
-        if self.verbose:
-            total = self.params.get("steps")
-            total = self.test_seen if total is None else total
-            self.stream.write(self._bar(total, total, self.start, logs) + "\n")
-            self.stream.flush()
-
-
-class _BatchLogs:
-    """A batch's logs, computed on the first call only (and shown to ``observer``); one
-    instance per CallbackList, reset for each batch (no allocation per step)."""
-
-    __slots__ = ("fn", "batch", "observer", "logs")
-
-    def __init__(self, observer=None):
-        self.fn, self.batch, self.observer, self.logs = None, -1, observer, None
-
-    def reset(self, fn, batch):
-        self.fn, self.batch, self.logs = fn, batch, None
-        return self
-
-    def __call__(self):
-        if self.logs is None:
-            self.logs = self.fn()
-            if self.observer is not None:
-                self.observer(self.batch, self.logs)
-        return self.logs
-
-
-class CallbackList:
-    """Dispatches events to callbacks; logs are computed lazily for per-batch events (once
-    per batch, only if a callback reads them; ``logs_observer(batch, logs)`` sees them)."""
-
-    def __init__(self, callbacks=None, model=None, history=None, verbose=1, epochs=1, steps=0,
-                 mode="train", logs_observer=None):
-        self.callbacks = list(callbacks or [])
-        self._train_logs = _BatchLogs(logs_observer)
-        self._test_logs = _BatchLogs()
-        if history is not None:
-            self.callbacks.insert(0, history)
-        if verbose:
-            self.callbacks.append(ProgbarLogger(verbose))
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-        for cb in self.callbacks:
-            cb.set_model(model)
-            cb.set_params(params)
-        self._batch_hooks = {
-            name: [cb for cb in self.callbacks if _overrides(cb, name)]
-            for name in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
-                         "on_test_batch_end")
-        }
-
-    def _call(self, name, *args):
-        for cb in self.callbacks:
-            getattr(cb, name)(*args)
-
-    def on_train_begin(self):
-        self._call("on_train_begin", {})
-
-    def on_train_end(self):
-        self._call("on_train_end", {})
-
-    def on_epoch_begin(self, epoch):
-        self._call("on_epoch_begin", epoch, {})
-
-    def on_epoch_end(self, epoch, logs):
-        self._call("on_epoch_end", epoch, logs)
-
-    def on_train_batch_begin(self, batch):
-        for cb in self._batch_hooks["on_train_batch_begin"]:
-            cb.on_train_batch_begin(batch, {})
-
-    def on_train_batch_end(self, batch, logs_fn):
-        hooks = self._batch_hooks["on_train_batch_end"]
-        if not hooks:
-            return
-        logs = self._train_logs.reset(logs_fn, batch)
-        for cb in hooks:
-            if isinstance(cb, ProgbarLogger):
-                cb.on_train_batch_end(batch, logs)
-            else:
-                cb.on_train_batch_end(batch, logs())
-
-    def on_test_begin(self):
-        self._call("on_test_begin", {})
-
-    def on_test_batch_begin(self, batch):
-        for cb in self._batch_hooks["on_test_batch_begin"]:
-            cb.on_test_batch_begin(batch, {})
-
-    def on_test_batch_end(self, batch, logs_fn):
-        hooks = self._batch_hooks["on_test_batch_end"]
-        if not hooks:
-            return
-        logs = self._test_logs.reset(logs_fn, batch)
-        for cb in hooks:
-            if isinstance(cb, ProgbarLogger):
-                cb.on_test_batch_end(batch, logs)
-            else:
-                cb.on_test_batch_end(batch, logs())
-
-    def on_test_end(self, logs):
-        self._call("on_test_end", logs)
-
-
-def _overrides(cb, name):
-    """Whether ``cb`` defines hook ``name`` (in its class, or as an instance attribute as
-    :class:`LambdaCallback` does)."""
-    return name in vars(cb) or getattr(type(cb), name) is not getattr(Callback, name)
+__all__ = ["EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "LearningRateScheduler",
+           "ReduceLROnPlateau", "CSVLogger", "get_learning_rate", "set_learning_rate"]
 
 
 def _mode(mode, monitor):
+    """``"min"`` or ``"max"``: ``mode``, or for ``"auto"`` what ``monitor``'s name implies."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
@@ -368,11 +129,17 @@ def _check_checkpoint_path(filepath: str, weights_only: bool) -> None:
 
 
 class TerminateOnNaN(Callback):
-    """Stop training after a batch whose loss is NaN or inf (Keras semantics): print
-    ``Batch <i>: Invalid loss, terminating training`` and set ``model.stop_training``.
+    """Stop training after a batch whose loss is NaN or inf (Keras 3 semantics).
 
-    It reads the loss after every batch (one host sync per step). Without it, ``fit`` still
-    warns once when the loss it reads anyway becomes NaN or inf.
+    By default it prints ``Batch <i>: Invalid loss, terminating training`` and sets
+    ``model.stop_training``: ``fit`` ends after that batch and every callback's
+    ``on_train_end`` runs (a :class:`BackupAndRestore` then deletes its backup, as in
+    Keras). With ``raise_error=True`` it raises a ``RuntimeError`` instead, so ``fit`` stops
+    at once and no ``on_train_end`` runs (a backup is kept).
+
+    It reads the loss after every batch (one host sync per step; with
+    ``steps_per_execution=N``, per group of N batches). Without it, ``fit`` still warns once
+    when the loss it reads anyway becomes NaN or inf.
 
     Example:
         >>> import numpy as np
@@ -387,14 +154,23 @@ class TerminateOnNaN(Callback):
         Batch 0: Invalid loss, terminating training
     """
 
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = bool(raise_error)
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: Invalid loss, terminating training")
-            self.model.stop_training = True
+        if loss is None or math.isfinite(loss):
+            return
+        if self.raise_error:
+            raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: "
+                               f"{loss}. Terminating training immediately.")
+        print(f"Batch {batch}: Invalid loss, terminating training")
+        self.model.stop_training = True
 
 
 def get_learning_rate(optimizer) -> float:
+    """The optimizer's current learning rate as a float (a schedule's value at its step)."""
     lr = optimizer.learning_rate
     if callable(lr) and not hasattr(lr, "numpy"):
         lr = lr(optimizer.iterations)
@@ -404,6 +180,7 @@ def get_learning_rate(optimizer) -> float:
 
 
 def set_learning_rate(optimizer, value: float) -> None:
+    """Set the optimizer's learning rate to ``value`` (its Variable when it has one)."""
     lr = optimizer.learning_rate
     if hasattr(lr, "assign"):
         lr.assign(np.asarray(value, dtype=np.float32))
