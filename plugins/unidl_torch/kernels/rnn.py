@@ -7,6 +7,10 @@ torch orders the LSTM gates ``i, f, g, o`` like Keras and keeps its weights tran
 kernel reorders the weights' gate blocks; its two biases are Keras's two rows. A
 ``reset_after=False`` GRU has no torch kernel and runs the spec's composite. torch's autograd
 differentiates all of them.
+
+Inside ``torch.compile`` (``compile(jit_compile=True)``) both run the spec's composite: torch
+2.13's inductor cannot compile the CPU LSTM it decomposes ``torch.lstm`` into ("expected
+Tensor() for op: aten.mkldnn_rnn_layer"), and the composite compiles into the same loop.
 """
 
 import torch
@@ -14,7 +18,15 @@ import torch
 from unidl.spec.gru import gru_composite
 
 
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
 def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
+    if _compiling():
+        from unidl.spec.core import get_spec
+
+        return get_spec("lstm").impl(x, h0, c0, kernel, recurrent_kernel, bias)
     params = [kernel.t(), recurrent_kernel.t()]
     if bias is not None:
         params += [bias, torch.zeros_like(bias)]
@@ -32,7 +44,7 @@ def _torch_gate_order(w, units):
 
 
 def gru(x, h0, kernel, recurrent_kernel, bias=None, reset_after=True):
-    if not reset_after:
+    if not reset_after or _compiling():
         return gru_composite(x, h0, kernel, recurrent_kernel, bias, reset_after)
     units = recurrent_kernel.shape[0]
     params = [_torch_gate_order(kernel, units).t(), _torch_gate_order(recurrent_kernel, units).t()]
