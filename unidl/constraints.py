@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from unidl import ops
-from unidl.naming import snake_case
+from unidl.naming import resolve, snake_case
 
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get", "serialize",
            "deserialize"]
@@ -145,18 +145,6 @@ def _unknown(name) -> str:
 def get(identifier):
     """A constraint from a name (``"non_neg"``, ``"MaxNorm"``), a config dict, a constraint
     object or class, or any callable ``w -> w``; ``None`` gives ``None``."""
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _REGISTRY.get(identifier) or _REGISTRY.get(snake_case(identifier))
-        if cls is None:
-            raise ValueError(_unknown(identifier))
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Constraint):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"cannot interpret {identifier!r} as a constraint: expected a name, a "
-                     "config dict, a Constraint or a callable w -> w")
+    return resolve(identifier, base=Constraint, registry=_REGISTRY, deserialize=deserialize,
+                   unknown=_unknown, what="a constraint",
+                   callable_means="a Constraint or a callable w -> w")

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from unidl import dtypes as _dt
-from unidl.naming import snake_case
+from unidl.naming import resolve, snake_case
 
 __all__ = [
     "Initializer",
@@ -435,20 +435,6 @@ def get(identifier):
 
     ``None`` gives ``None``; an unknown name raises ValueError listing the known ones.
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _REGISTRY.get(identifier) or _REGISTRY.get(snake_case(identifier))
-        if cls is None:
-            raise ValueError(_unknown(identifier))
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Initializer):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"cannot interpret {identifier!r} as an initializer: expected a name, a "
-                     "config dict, an Initializer or a callable (shape, dtype) -> array")
+    return resolve(identifier, base=Initializer, registry=_REGISTRY, deserialize=deserialize,
+                   unknown=_unknown, what="an initializer",
+                   callable_means="an Initializer or a callable (shape, dtype) -> array")

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from unidl.naming import snake_case
+from unidl.naming import resolve, snake_case
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "OrthogonalRegularizer", "l1", "l2", "l1_l2",
            "orthogonal_regularizer", "get", "serialize", "deserialize"]
@@ -191,20 +191,6 @@ def deserialize(config: dict, custom_objects=None):
 def get(identifier):
     """A regularizer from a name (``"l2"``, ``"L1L2"``), a config dict, a regularizer object
     or class, or any callable ``weight -> scalar``; ``None`` gives ``None``."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        make = _REGISTRY.get(identifier) or _REGISTRY.get(snake_case(identifier))
-        if make is None:
-            raise ValueError(_unknown(identifier))
-        return make()
-    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"cannot interpret {identifier!r} as a regularizer: expected a name, a "
-                     "config dict, a Regularizer or a callable weight -> scalar")
+    return resolve(identifier, base=Regularizer, registry=_REGISTRY, deserialize=deserialize,
+                   unknown=_unknown, what="a regularizer",
+                   callable_means="a Regularizer or a callable weight -> scalar")
