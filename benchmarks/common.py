@@ -41,8 +41,12 @@ def make_data(model: str, batch: int = BATCH, seed: int = 0):
 
 
 def interleaved(variants: dict, repeats: int = 10, block_s: float = 0.15,
-                warmup: int = 3, min_warmup_s: float = 0.3) -> dict:
+                warmup: int = 3, min_warmup_s: float = 0.3, budget_s: float | None = None,
+                min_repeats: int = 4) -> dict:
     """Time ``variants`` (name -> callable) interleaved; see the module docstring.
+
+    ``budget_s``: when the timed blocks would take longer than this (slow calls: a whole
+    ``fit`` epoch of an LSTM), run fewer of them, but at least ``min_repeats``.
 
     Returns ``{name: {"ms": median ms per step, "min_ms", "blocks": [...], "n": steps per
     block}}`` plus ``"ratios"``: ``{other: median(t_first / t_other)}`` for the first variant
@@ -64,6 +68,9 @@ def interleaved(variants: dict, repeats: int = 10, block_s: float = 0.15,
                 break
         per_call[name] = spent / k
     n = {name: max(1, int(round(block_s / max(per_call[name], 1e-7)))) for name in names}
+    if budget_s is not None:
+        per_round = sum(n[name] * per_call[name] for name in names)
+        repeats = max(min_repeats, min(repeats, int(budget_s / max(per_round, 1e-9))))
     blocks = {name: [] for name in names}
     gc.collect()
     for r in range(repeats):

@@ -14,8 +14,9 @@ from __future__ import annotations
 from common import EPSILON, LEARNING_RATE, SHAPES
 
 
-def build_unidl(name: str):
-    """A compiled unidl model for the active backend (built, so it has weights)."""
+def build_unidl(name: str, metrics=None, **compile_args):
+    """A compiled unidl model for the active backend (``metrics``, ``jit_compile``... go to
+    ``compile``)."""
     import unidl
     from unidl import layers
 
@@ -33,7 +34,8 @@ def build_unidl(name: str):
         raise ValueError(name)
     model = unidl.Sequential(stack)
     model.compile(optimizer=unidl.optimizers.Adam(LEARNING_RATE, epsilon=EPSILON),
-                  loss=unidl.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=unidl.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=metrics, **compile_args)
     return model
 
 
@@ -59,7 +61,7 @@ def unidl_steps(model, x, y):
     return train, infer
 
 
-def build_keras(name: str):
+def build_keras(name: str, metrics=None):
     """The same model in Keras 3 (``KERAS_BACKEND`` must be set before this is called)."""
     import keras
     from keras import layers
@@ -78,5 +80,6 @@ def build_keras(name: str):
         raise ValueError(name)
     model = keras.Sequential([keras.Input(shape)] + stack)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, epsilon=EPSILON),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=metrics)
     return model

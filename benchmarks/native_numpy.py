@@ -29,6 +29,12 @@ def _xent(logits, y):
     return loss, d
 
 
+def _xent_loss(logits, y):
+    """Mean cross-entropy from logits (no gradient)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    return float(np.log(np.exp(z).sum(axis=1)).mean() - z[np.arange(len(y)), y].mean())
+
+
 def _im2col(x, k):
     """(N, H, W, C) -> (N*Ho*Wo, k*k*C) patches, ordered (kh, kw, C) like a Keras kernel."""
     n, h, w, c = x.shape
@@ -113,7 +119,8 @@ class MLP:
         h = np.maximum(z1, 0.0)
         mask = (self.rng.random(h.shape, dtype=F32) >= 0.2) * F32(1.0 / 0.8)
         hd = h * mask
-        loss, dl = _xent(hd @ W2 + b2, y)
+        self.logits = hd @ W2 + b2
+        loss, dl = _xent(self.logits, y)
         dW2, db2 = hd.T @ dl, dl.sum(axis=0)
         dz1 = (dl @ W2.T) * mask
         dz1 *= z1 > 0
@@ -144,7 +151,8 @@ class CNN:
         z2, cols2 = self._conv(p1, K2, b2)
         p2, s2 = _pool(np.maximum(z2, 0.0))
         f = p2.reshape(n, -1)
-        loss, dl = _xent(f @ W + b, y)
+        self.logits = f @ W + b
+        loss, dl = _xent(self.logits, y)
         dW, db = f.T @ dl, dl.sum(axis=0)
         dz2 = _pool_back((dl @ W.T).reshape(p2.shape), s2)
         dz2 *= z2 > 0
@@ -198,7 +206,8 @@ class LSTM:
         n, steps, feat = x.shape
         u = U.shape[0]
         h, (gates, hs, cs, tcs) = self._run(x, True)
-        loss, dl = _xent(h @ Wd + bd, y)
+        self.logits = h @ Wd + bd
+        loss, dl = _xent(self.logits, y)
         dWd, dbd = h.T @ dl, dl.sum(axis=0)
         dh = dl @ Wd.T
         dc = np.zeros((n, u), F32)
@@ -241,6 +250,50 @@ def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
         return model.forward(x)
 
     return train, infer
+
+
+def loops(name: str, weights, fit_batches, train_batch, eval_batches):
+    """The loops a NumPy user writes for what ``fit``, ``train_on_batch``, ``evaluate`` and
+    ``predict`` do (see ``loop.py``), from the hand-derived models above: ``fit`` and
+    ``evaluate`` compute the loss and the number of correct predictions every step,
+    ``predict`` concatenates the outputs. Returns ``{call: zero-argument callable}``."""
+    def fresh():
+        params = [np.array(w, dtype=F32, copy=True) for w in weights]
+        return MODELS[name](params, np.random.default_rng(0)), params, Adam(params)
+
+    model, params, opt = fresh()
+    tob_model, tob_params, tob_opt = fresh()
+
+    def fit():
+        loss_sum, correct, seen = 0.0, 0, 0
+        for xb, yb in fit_batches:
+            loss, grads = model.loss_and_grads(np.asarray(xb, F32), yb)
+            opt.apply(params, grads)
+            loss_sum += loss * len(yb)
+            correct += int((model.logits.argmax(1) == yb).sum())
+            seen += len(yb)
+        return loss_sum / seen, correct / seen
+
+    def train_on_batch():
+        xb, yb = train_batch
+        loss, grads = tob_model.loss_and_grads(np.asarray(xb, F32), yb)
+        tob_opt.apply(tob_params, grads)
+        return loss
+
+    def evaluate():
+        loss_sum, correct, seen = 0.0, 0, 0
+        for xb, yb in eval_batches:
+            logits = model.forward(np.asarray(xb, F32))
+            loss_sum += _xent_loss(logits, yb) * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+        return loss_sum / seen, correct / seen
+
+    def predict():
+        return np.concatenate([model.forward(np.asarray(xb, F32)) for xb, _ in eval_batches])
+
+    return {"fit": fit, "train_on_batch": train_on_batch, "evaluate": evaluate,
+            "predict": predict}
 
 
 def dispatch_pair():

@@ -58,25 +58,57 @@ class Adam:
             p.assign_sub(step * m / (tf.sqrt(v) / sqrt_bc2 + self.eps))
 
 
-def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
-    """``(train, infer)`` callables of the hand-written TF model (see ``models.unidl_steps``)."""
+def _xent(y, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                         logits=logits))
+
+
+def _correct(y, logits):
+    """The number of correct predictions (as a float, like the loss)."""
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=y.dtype), y),
+                                 tf.float32))
+
+
+def build(name: str, weights):
+    """``(train_step, infer_step, fit_step, eval_step)``: ``tf.function`` steps on fresh
+    ``tf.Variable``s holding ``weights``; ``train_step(x, y)`` returns the loss,
+    ``fit_step``/``eval_step`` the loss and the number of correct predictions."""
     w = [tf.Variable(a) for a in weights]
     opt = Adam(w)
-    xb, yb = tf.constant(x), tf.constant(y)
+
+    def train(x, y):
+        with tf.GradientTape() as tape:
+            logits = _forward(name, w, x, True)
+            loss = _xent(y, logits)
+        grads = tape.gradient(loss, w)
+        opt.apply(grads, w)
+        return loss, logits
 
     @tf.function
     def train_step(x, y):
-        with tf.GradientTape() as tape:
-            logits = _forward(name, w, x, True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        grads = tape.gradient(loss, w)
-        opt.apply(grads, w)
-        return loss
+        return train(x, y)[0]
+
+    @tf.function
+    def fit_step(x, y):
+        loss, logits = train(x, y)
+        return loss, _correct(y, logits)
 
     @tf.function
     def infer_step(x):
         return _forward(name, w, x, False)
+
+    @tf.function
+    def eval_step(x, y):
+        logits = _forward(name, w, x, False)
+        return _xent(y, logits), _correct(y, logits)
+
+    return train_step, infer_step, fit_step, eval_step
+
+
+def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
+    """``(train, infer)`` callables of the hand-written TF model (see ``models.unidl_steps``)."""
+    train_step, infer_step, _, _ = build(name, weights)
+    xb, yb = tf.constant(x), tf.constant(y)
 
     def train():
         return float(train_step(xb, yb).numpy())
@@ -85,6 +117,45 @@ def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
         return infer_step(xb).numpy()
 
     return train, infer
+
+
+def loops(name: str, weights, fit_batches, train_batch, eval_batches):
+    """The loops a TensorFlow user writes (no Keras) for what ``fit``, ``train_on_batch``,
+    ``evaluate`` and ``predict`` do (see ``loop.py``): pre-made NumPy batches converted with
+    ``tf.constant`` each step, a ``tf.function`` step per batch; ``fit`` and ``evaluate``
+    read the loss and the number of correct predictions every step (``float(...)``);
+    ``predict`` concatenates the outputs (``tf.concat``) and returns one NumPy array.
+    Returns ``{call: zero-argument callable}``."""
+    _, infer_step, fit_step, eval_step = build(name, weights)
+    tob_step = build(name, weights)[0]
+
+    def fit():
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        for xb, yb in fit_batches:
+            loss, right = fit_step(tf.constant(xb), tf.constant(yb))
+            loss_sum += float(loss) * len(yb)
+            correct += float(right)
+            seen += len(yb)
+        return loss_sum / seen, correct / seen
+
+    def train_on_batch():
+        xb, yb = train_batch
+        return float(tob_step(tf.constant(xb), tf.constant(yb)))
+
+    def evaluate():
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        for xb, yb in eval_batches:
+            loss, right = eval_step(tf.constant(xb), tf.constant(yb))
+            loss_sum += float(loss) * len(yb)
+            correct += float(right)
+            seen += len(yb)
+        return loss_sum / seen, correct / seen
+
+    def predict():
+        return tf.concat([infer_step(tf.constant(xb)) for xb, _ in eval_batches], 0).numpy()
+
+    return {"fit": fit, "train_on_batch": train_on_batch, "evaluate": evaluate,
+            "predict": predict}
 
 
 def dispatch_pair():

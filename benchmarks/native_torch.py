@@ -84,14 +84,26 @@ def _conv(layer, kernel, bias):
 MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTMClassifier}
 
 
-def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
-    """``(train, infer)`` callables of the hand-written torch model (see ``models.unidl_steps``)."""
+def build(name: str, weights):
+    """The hand-written module with the unidl model's weights, and its ``torch.optim.Adam``."""
     model = MODELS[name]()
     model.load_keras(weights)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=EPSILON)
+    return model, opt
+
+
+def host_layout(name: str, x: np.ndarray) -> np.ndarray:
+    """``x`` (Keras layout) in the layout a torch user keeps the data in: NCHW for the CNN
+    (transposed once, outside any timing), contiguous."""
     if name == "cnn":
         x = x.transpose(0, 3, 1, 2)
-    xb = torch.from_numpy(np.ascontiguousarray(x))
+    return np.ascontiguousarray(x)
+
+
+def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
+    """``(train, infer)`` callables of the hand-written torch model (see ``models.unidl_steps``)."""
+    model, opt = build(name, weights)
+    xb = torch.from_numpy(host_layout(name, x))
     yb = torch.from_numpy(y)
 
     def train():
@@ -108,6 +120,66 @@ def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
             return model(xb).numpy()
 
     return train, infer
+
+
+def loops(name: str, weights, fit_batches, train_batch, eval_batches):
+    """The loops a torch user writes for what ``fit``, ``train_on_batch``, ``evaluate`` and
+    ``predict`` do (see ``loop.py``), over pre-made NumPy batches (in :func:`host_layout`)
+    converted with ``torch.from_numpy`` each step. ``fit`` and ``evaluate`` read the loss and
+    the number of correct predictions every step (``.item()``, as a progress display does);
+    ``train_on_batch`` is :func:`steps`' train step on a NumPy batch; ``predict``
+    concatenates the outputs (``torch.cat``) and returns one NumPy array.
+
+    Returns ``{call: zero-argument callable}``; ``fit`` and ``evaluate`` return ``(mean
+    loss, accuracy)``.
+    """
+    model, opt = build(name, weights)
+    tob_model, tob_opt = build(name, weights)
+
+    def train_step(module, optimizer, x, y):
+        optimizer.zero_grad(set_to_none=True)
+        logits = module(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        optimizer.step()
+        return loss, logits
+
+    def fit():
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for xb, yb in fit_batches:
+            x, y = torch.from_numpy(xb), torch.from_numpy(yb)
+            loss, logits = train_step(model, opt, x, y)
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(yb)
+        return loss_sum / seen, correct / seen
+
+    def train_on_batch():
+        tob_model.train()
+        xb, yb = train_batch
+        loss, _ = train_step(tob_model, tob_opt, torch.from_numpy(xb), torch.from_numpy(yb))
+        return loss.item()
+
+    def evaluate():
+        model.eval()
+        loss_sum, correct, seen = 0.0, 0, 0
+        with torch.no_grad():
+            for xb, yb in eval_batches:
+                x, y = torch.from_numpy(xb), torch.from_numpy(yb)
+                logits = model(x)
+                loss_sum += F.cross_entropy(logits, y).item() * len(yb)
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += len(yb)
+        return loss_sum / seen, correct / seen
+
+    def predict():
+        model.eval()
+        with torch.no_grad():
+            return torch.cat([model(torch.from_numpy(xb)) for xb, _ in eval_batches]).numpy()
+
+    return {"fit": fit, "train_on_batch": train_on_batch, "evaluate": evaluate,
+            "predict": predict}
 
 
 def dispatch_pair():

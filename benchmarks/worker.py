@@ -6,6 +6,9 @@ Suites:
   (``native_torch``, ``native_tf``, ``native_numpy``), plus the per-op dispatch overhead.
 * ``keras``: unidl's ``train_on_batch`` / ``predict`` against Keras 3's ``train_on_batch`` /
   ``predict_on_batch`` on the same backend (``KERAS_BACKEND`` is set by ``run.py``).
+* ``loop`` / ``loop-keras``: what the user calls (``fit`` for one epoch, ``train_on_batch``,
+  ``evaluate``, ``predict``; ``loop.py``) against the hand-written loops of backend ``B``,
+  or against Keras 3's same calls.
 
 Each case builds the unidl model, gives the other side the same initial weights, checks that
 both predict the same outputs, then times them interleaved (``common.interleaved``).
@@ -139,12 +142,59 @@ def run_keras(backend, models, kinds, timing):
     return results
 
 
+def _time_calls(suite, tag, backend, name, calls, unidl_side, other_side, timing, err):
+    """Time unidl's calls (``loop.CALLS``: fit, train_on_batch...) against the other side's,
+    interleaved, one pair at a time."""
+    results = []
+    for call in calls:
+        t0 = time.perf_counter()
+        r = interleaved({"unidl": unidl_side[call], suite: other_side[call]}, **timing)
+        _log(f"{tag} {name} {call}: unidl {r['unidl']['ms']:.1f} ms, {suite} "
+             f"{r[suite]['ms']:.1f} ms, ratio {r['ratios'][suite]:.3f} "
+             f"({len(r['unidl']['blocks_ms'])} blocks, {time.perf_counter() - t0:.1f} s)")
+        results.append({"suite": f"loop-{suite}", "backend": backend, "model": name,
+                        "kind": call, "unidl_ms": r["unidl"]["ms"], "other_ms": r[suite]["ms"],
+                        "ratio": r["ratios"][suite], "max_abs_err": err, "detail": r})
+    return results
+
+
+def run_loop(backend, models, calls, timing, against="native"):
+    """The loop suite (``loop.py``): unidl's fit/train_on_batch/evaluate/predict against
+    the hand-written loops of ``backend`` (``against="native"``) or Keras 3 (``"keras"``,
+    ``KERAS_BACKEND`` set by ``run.py``)."""
+    import importlib
+
+    import loop
+
+    import unidl
+
+    unidl.set_backend(backend)
+    timing = {**timing, "warmup": 2, "min_warmup_s": 0.0}
+    results = []
+    for name in models:
+        data = loop.loop_data(name)
+        u_calls, weights = loop.unidl_calls(name, data)
+        if against == "keras":
+            o_calls = loop.keras_calls(name, data, weights)
+        else:
+            o_calls = loop.native_calls(importlib.import_module(NATIVE[backend]), name, data,
+                                        weights)
+        err = loop.check(f"loop-{against}-{backend}/{name}", u_calls, o_calls)
+        results += _time_calls(against, f"loop-{against}-{backend}", backend, name, calls,
+                               u_calls, o_calls, timing, err)
+    return results
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("suite", choices=["native", "keras"])
+    p.add_argument("suite", choices=["native", "keras", "loop", "loop-keras"])
     p.add_argument("--backend", required=True)
     p.add_argument("--models", default="mlp,cnn,lstm")
-    p.add_argument("--kinds", default="train,infer,dispatch")
+    p.add_argument("--kinds", default=None,
+                   help="native/keras: train,infer,dispatch; loop: fit,train_on_batch,"
+                        "evaluate,predict")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="cap on the timed blocks of one pair (fewer repeats for slow calls)")
     p.add_argument("--repeats", type=int, default=16)
     p.add_argument("--block-s", type=float, default=0.1)
     p.add_argument("--quick", action="store_true", help="shorter warm-up")
@@ -153,10 +203,19 @@ def main(argv=None):
     timing = {"repeats": args.repeats, "block_s": args.block_s}
     if args.quick:
         timing.update(warmup=1, min_warmup_s=0.05)
-    models, kinds = args.models.split(","), args.kinds.split(",")
-    run = run_native if args.suite == "native" else run_keras
+    if args.budget_s is not None:
+        timing["budget_s"] = args.budget_s
+    loop_suite = args.suite.startswith("loop")
+    default_kinds = "fit,train_on_batch,evaluate,predict" if loop_suite else \
+        "train,infer,dispatch"
+    models, kinds = args.models.split(","), (args.kinds or default_kinds).split(",")
     t0 = time.perf_counter()
-    results = run(args.backend, models, kinds, timing)
+    if loop_suite:
+        results = run_loop(args.backend, models, kinds, timing,
+                           "keras" if args.suite == "loop-keras" else "native")
+    else:
+        run = run_native if args.suite == "native" else run_keras
+        results = run(args.backend, models, kinds, timing)
     out = {"suite": args.suite, "backend": args.backend, "versions": _versions(args.backend),
            "seconds": time.perf_counter() - t0, "results": results}
     with open(args.json, "w") as f:
