@@ -42,6 +42,7 @@ ARGS = {
     "RecallAtPrecision": (0.7,), "SensitivityAtSpecificity": (0.5,),
     "SpecificityAtSensitivity": (0.4,), "FBetaScore": ("macro", 2.0),
     "R2Score": ("variance_weighted_average", 2),
+    "ConstantSparsity": (0.8, 10, 200, 5), "PolynomialDecay": (0.2, 0.8, 0, 100),
 }
 ABSTRACT = {"LearningRateSchedule", "Lambda", "LossFunctionWrapper", "Layer"}
 
@@ -54,6 +55,10 @@ def _instance(key, cls):
         return cls(layers.GRUCell(3), return_sequences=True)
     if name == "MeanMetricWrapper":
         return cls(metrics.sparse_categorical_accuracy, name="acc")
+    if name == "PruneLowMagnitude":
+        from unidl.pruning import PolynomialDecay
+
+        return cls(layers.Conv2D(2, 3), PolynomialDecay(0.1, 0.7, 0, 50), structure="channel")
     return cls(*ARGS.get(name, ()))
 
 

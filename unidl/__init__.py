@@ -43,7 +43,8 @@ _LAZY = {
     **{name: (f"unidl.{name}", None) for name in (
         "ops", "dtypes", "errors", "random", "datasets", "data", "optimizers", "activations",
         "initializers", "regularizers", "layers", "losses", "metrics", "callbacks",
-        "constraints", "models", "saving", "utils", "tolerances", "tree")},
+        "constraints", "models", "saving", "utils", "tolerances", "tree", "pruning",
+        "efficiency")},
     "list_backends": ("unidl.backend.registry", "list_backends"),
     "grad": ("unidl.autodiff", "grad"), "value_and_grad": ("unidl.autodiff", "value_and_grad"),
     "vjp": ("unidl.autodiff", "vjp"), "stop_gradient": ("unidl.autodiff", "stop_gradient"),

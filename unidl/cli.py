@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="list every op of the spec (signature, kind, ONNX name)")
     o.set_defaults(func=_cmd_ops)
     _add_serve_parser(sub)
+    from unidl.efficiency import add_parser as add_efficiency_parser  # unidl efficiency
+
+    add_efficiency_parser(sub)
     return p
 
 

@@ -40,7 +40,8 @@ _NAME_OF: dict[type, str] = {}
 _BUILTIN: dict[str, type] = {}
 #: unidl's own modules whose public classes a file may name, by the prefix of their names
 _BUILTIN_MODULES = ("layers", "models", "losses", "metrics", "optimizers",
-                    "optimizers.schedules", "initializers", "regularizers", "constraints")
+                    "optimizers.schedules", "initializers", "regularizers", "constraints",
+                    "pruning.schedules", "pruning.wrapper")
 
 
 class SerializationError(UnidlError, ValueError):
