@@ -43,6 +43,8 @@ ARGS = {
     "SpecificityAtSensitivity": (0.4,), "FBetaScore": ("macro", 2.0),
     "R2Score": ("variance_weighted_average", 2),
     "ConstantSparsity": (0.8, 10, 200, 5), "PolynomialDecay": (0.2, 0.8, 0, 100),
+    "QuantizedDense": (4,), "QuantizedConv1D": (2, 3), "QuantizedConv2D": (2, 3),
+    "QuantizedEmbedding": (5, 3),
 }
 ABSTRACT = {"LearningRateSchedule", "Lambda", "LossFunctionWrapper", "Layer"}
 

@@ -12,6 +12,8 @@ per *kind* of op, where the computation accumulates rounding error:
 * ``contraction``: matmul, conv, einsum; the float32 bound of about 1e-4 relative that
   PyTorch's own op tests use, since BLAS libraries reorder the sums.
 * ``exact``: integer and boolean results, indices, shape ops: must match bit for bit.
+  A float result of an ``exact`` op (``dequantize``: one correctly rounded multiplication)
+  is compared with the float64 reference rounded once to the result's dtype.
 
 ``grad`` tolerances compare gradients (analytic against finite differences, or a backend
 against the NumPy engine); they follow JAX's ``check_grads`` (float32 2e-3, float16 1e-2,

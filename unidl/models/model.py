@@ -131,6 +131,15 @@ class Model(TrainingMixin, Layer):
 
         return export_model(self, filepath, format, **options)
 
+    def quantize(self, mode="int8", calibration_data=None, **kwargs) -> None:
+        """Quantize this model in place (as Keras 3's ``model.quantize``): Dense, Conv and
+        Embedding layers become int8 ones; ``calibration_data`` (None: dynamic) calibrates
+        the activation ranges. See :func:`unidl.quantization.quantize`, which returns a
+        quantized copy instead, and ``docs/efficiency.md``."""
+        from unidl.quantization import quantize_in_place
+
+        quantize_in_place(self, mode, calibration_data, **kwargs)
+
     # -- saving -----------------------------------------------------------------------------
     def get_config(self) -> dict:
         """Functional models: the layer graph (inputs, layers, calls, outputs); subclassed

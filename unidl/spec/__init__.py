@@ -24,6 +24,7 @@ from unidl.spec import losses  # noqa: E402,F401  isort: skip
 from unidl.spec import rnn  # noqa: E402,F401  isort: skip
 from unidl.spec import gru  # noqa: E402,F401  isort: skip
 from unidl.spec import image  # noqa: E402,F401  isort: skip
+from unidl.spec import quant  # noqa: E402,F401  isort: skip
 
 __all__ = ["OpSpec", "Sample", "ShapeMismatch", "defop", "composite", "get_spec", "all_specs",
            "PRIMITIVE", "COMPOSITE"]
