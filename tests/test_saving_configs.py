@@ -41,7 +41,7 @@ ARGS = {
     "ConfusionMatrix": (3,), "MeanIoU": (3,), "PrecisionAtRecall": (0.6,),
     "RecallAtPrecision": (0.7,), "SensitivityAtSpecificity": (0.5,),
     "SpecificityAtSensitivity": (0.4,), "FBetaScore": ("macro", 2.0),
-    "R2Score": ("variance_weighted_average", 2),
+    "R2Score": ("variance_weighted_average", 2), "LossScaleOptimizer": ("adam",),
     "ConstantSparsity": (0.8, 10, 200, 5), "PolynomialDecay": (0.2, 0.8, 0, 100),
     "QuantizedDense": (4,), "QuantizedConv1D": (2, 3), "QuantizedConv2D": (2, 3),
     "QuantizedEmbedding": (5, 3),

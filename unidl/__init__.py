@@ -44,7 +44,7 @@ _LAZY = {
         "ops", "dtypes", "errors", "random", "datasets", "data", "optimizers", "activations",
         "initializers", "regularizers", "layers", "losses", "metrics", "callbacks",
         "constraints", "models", "saving", "utils", "tolerances", "tree", "pruning",
-        "efficiency", "quantization")},
+        "efficiency", "mixed_precision", "quantization")},
     "list_backends": ("unidl.backend.registry", "list_backends"),
     "grad": ("unidl.autodiff", "grad"), "value_and_grad": ("unidl.autodiff", "value_and_grad"),
     "vjp": ("unidl.autodiff", "vjp"), "stop_gradient": ("unidl.autodiff", "stop_gradient"),

@@ -231,7 +231,7 @@ class MultiHeadAttention(Layer):
                            bias_regularizer=self.bias_regularizer,
                            activity_regularizer=self.activity_regularizer,
                            kernel_constraint=self.kernel_constraint,
-                           bias_constraint=self.bias_constraint, dtype=self.dtype,
+                           bias_constraint=self.bias_constraint, dtype=self.dtype_policy,
                            name=f"{self.name}/{name}")
 
     def build(self, query_shape, value_shape=None, key_shape=None):

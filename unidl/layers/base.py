@@ -23,11 +23,16 @@ import numpy as np
 
 from unidl import dtypes as _dt
 from unidl.errors import UnidlError
+from unidl.mixed_precision.policy import _GLOBAL as _GLOBAL_POLICY
 from unidl.naming import snake_case
 
 __all__ = ["Layer", "LayerError", "SymbolicTensor", "activity_penalty", "unique_name"]
 
 _NAME_COUNTS: dict = defaultdict(int)
+
+#: ``id(variable) -> (float value, dtype it is read as)`` while a layer with a mixed policy
+#: (or one inside it) runs: see :mod:`unidl.mixed_precision.autocast`
+AUTOCAST_SWAPS: dict = {}
 
 
 def unique_name(prefix: str) -> str:
@@ -105,7 +110,10 @@ class Layer:
 
     Args:
         name: unique name (default: from the class name).
-        dtype: dtype of the weights and the computation (default float32).
+        dtype: the dtype policy (:mod:`unidl.mixed_precision`): a dtype for the weights and
+            the computation, or ``"mixed_float16"`` / ``"mixed_bfloat16"`` (float32 weights,
+            computation in the low precision); default: the global policy (float32).
+            :attr:`dtype` is the weights' dtype, :attr:`compute_dtype` the computation's.
         trainable: whether the weights are updated by training.
         input_shape: shape of one example (without the batch axis); lets a model be built
             before it sees data.
@@ -124,7 +132,7 @@ class Layer:
         object.__setattr__(self, "_tracked_layers", [])
         object.__setattr__(self, "_own_weights", [])
         self.name = name or unique_name(snake_case(type(self).__name__))
-        self.dtype = _dt.standardize(dtype) if dtype is not None else _dt.DEFAULT_FLOAT
+        self._set_dtype_policy(dtype)
         self._trainable = trainable
         self.built = False
         if batch_input_shape is None and input_shape is not None:
@@ -136,6 +144,32 @@ class Layer:
             from unidl import regularizers
 
             object.__setattr__(self, "_activity_reg_fn", regularizers.get(activity_regularizer))
+
+    def _set_dtype_policy(self, dtype):
+        if dtype is None and not _GLOBAL_POLICY[0]:
+            self.dtype = self.compute_dtype = _dt.DEFAULT_FLOAT
+            self._dtype_policy, self._autocast = None, None
+            return
+        from unidl.mixed_precision.policy import resolve_policy
+
+        policy = resolve_policy(dtype)
+        self.dtype, self.compute_dtype = policy.variable_dtype, policy.compute_dtype
+        self._dtype_policy = policy
+        self._autocast = policy.compute_dtype if policy.is_mixed else None
+
+    @property
+    def dtype_policy(self):
+        """The layer's :class:`~unidl.mixed_precision.DTypePolicy`."""
+        if self._dtype_policy is None:
+            from unidl.mixed_precision.policy import DTypePolicy
+
+            self._dtype_policy = DTypePolicy(self.dtype)
+        return self._dtype_policy
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the layer's weights (the same as :attr:`dtype`)."""
+        return self.dtype
 
     # -- tracking ---------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -326,7 +360,12 @@ class Layer:
             self._maybe_build(inputs)
         if "training" in kwargs and not _accepts_training(self):
             kwargs.pop("training")
-        outputs = self.call(inputs, *args, **kwargs)
+        if self._autocast is None and not AUTOCAST_SWAPS:
+            outputs = self.call(inputs, *args, **kwargs)
+        else:  # a mixed policy, or inside a layer of one: see unidl.mixed_precision.autocast
+            from unidl.mixed_precision.autocast import autocast_call
+
+            outputs = autocast_call(self, inputs, args, kwargs)
         if self._activity_reg_fn is not None:
             from unidl import ops, tree
 
@@ -336,7 +375,8 @@ class Layer:
         return outputs
 
     def get_config(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "trainable": self.trainable}
+        dtype = self.dtype if self._autocast is None else self._dtype_policy.name
+        return {"name": self.name, "dtype": dtype, "trainable": self.trainable}
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"

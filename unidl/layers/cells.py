@@ -250,11 +250,12 @@ class _Cell(Layer):
         self._recurrent_mask = None
         if not training:
             return
+        dtype = self.compute_dtype
         if self.dropout > 0.0:
-            self._input_mask = self._mask(batch_zeros(batch_like, self.input_dim, self.dtype),
+            self._input_mask = self._mask(batch_zeros(batch_like, self.input_dim, dtype),
                                           self.dropout)
         if self.recurrent_dropout > 0.0:
-            self._recurrent_mask = self._mask(batch_zeros(batch_like, self.units, self.dtype),
+            self._recurrent_mask = self._mask(batch_zeros(batch_like, self.units, dtype),
                                               self.recurrent_dropout)
 
     def reset(self):
@@ -296,22 +297,22 @@ class _Cell(Layer):
 
     def get_initial_state(self, batch_like):
         """Zero states, one ``(batch, units)`` tensor per state."""
-        return [batch_zeros(batch_like, self.units, self.dtype)]
+        return [batch_zeros(batch_like, self.units, self.compute_dtype)]
 
     def call(self, inputs, states, training=None):
         """One step: ``(output, new_states)`` for inputs ``(batch, features)`` and a list of
         states (a single tensor is accepted for one-state cells)."""
         x = ops.convert_to_tensor(inputs)
-        if ops.dtype(x) != self.dtype:
-            x = ops.cast(x, self.dtype)
+        if ops.dtype(x) != self.compute_dtype:
+            x = ops.cast(x, self.compute_dtype)
         if ops.ndim(x) != 2:
             raise LayerError(self, f"expected inputs of shape (batch, features), got shape "
                                    f"{tuple(ops.shape(x))}")
         self._check_features(x)
         if not isinstance(states, (list, tuple)):
             states = [states]
-        states = [ops.convert_to_tensor(s, self.dtype) if not hasattr(s, "__unidl_tensor__")
-                  else s for s in states]
+        states = [ops.convert_to_tensor(s, self.compute_dtype)
+                  if not hasattr(s, "__unidl_tensor__") else s for s in states]
         self.prepare(x, training)
         try:
             self.begin()
@@ -453,8 +454,8 @@ class LSTMCell(_Cell):
         return forget_ones
 
     def get_initial_state(self, batch_like):
-        return [batch_zeros(batch_like, self.units, self.dtype),
-                batch_zeros(batch_like, self.units, self.dtype)]
+        return [batch_zeros(batch_like, self.units, self.compute_dtype),
+                batch_zeros(batch_like, self.units, self.compute_dtype)]
 
     def step(self, projected, states):
         h, c = states

@@ -48,9 +48,11 @@ def check_ndim(layer, x, ndim=None, min_ndim=None, what="inputs") -> tuple:
 
 
 def autocast(layer, x):
-    """``x`` cast to the layer's (float) dtype when it has another dtype."""
-    if ops.dtype(x) != layer.dtype:
-        return ops.cast(x, layer.dtype)
+    """``x`` cast to the layer's (float) compute dtype when it has another dtype (the
+    compute dtype is the weights' dtype except under a mixed policy)."""
+    dtype = layer.compute_dtype
+    if ops.dtype(x) != dtype:
+        return ops.cast(x, dtype)
     return x
 
 

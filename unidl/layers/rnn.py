@@ -215,7 +215,7 @@ class RNN(Layer):
             getter = getattr(self.cell, "get_initial_state", None)
             if isinstance(self.cell, _Cell) and getter is not None:
                 return list(getter(x))
-            return [batch_zeros(x, n, self.dtype) for n in sizes]
+            return [batch_zeros(x, n, self.compute_dtype) for n in sizes]
         states = _as_list(initial_state)
         if len(states) != len(sizes):
             raise LayerError(self, f"expected {len(sizes)} initial state tensor(s), got "
@@ -229,8 +229,8 @@ class RNN(Layer):
                     shape[0], batch)):
                 raise LayerError(self, f"expected initial states of shape ({batch}, {n}), got "
                                        f"{shape}")
-            if ops.dtype(t) != self.dtype:
-                t = ops.cast(t, self.dtype)
+            if ops.dtype(t) != self.compute_dtype:
+                t = ops.cast(t, self.compute_dtype)
             out.append(t)
         return out
 
@@ -346,8 +346,8 @@ class RNN(Layer):
 
     def call(self, sequences, initial_state=None, mask=None, training=None):
         x = ops.convert_to_tensor(sequences)
-        if ops.dtype(x) != self.dtype:
-            x = ops.cast(x, self.dtype)
+        if ops.dtype(x) != self.compute_dtype:
+            x = ops.cast(x, self.compute_dtype)
         shape = tuple(ops.shape(x))
         if len(shape) != 3:
             raise LayerError(self, f"expected a 3-D input (batch, time, features), got shape "

@@ -83,6 +83,9 @@ class TrainingMixin:
             self.optimizer = _optimizers.get(optimizer)
         except ValueError as exc:
             raise ValueError(f"model {self.name!r}: {exc}") from None
+        from unidl.mixed_precision.loss_scale import wrap_for  # (float16: loss scaling)
+
+        self.optimizer = wrap_for(self, self.optimizer)
         try:
             if isinstance(loss, (list, tuple)):
                 self.compiled_loss = _MultiLoss([_losses.get(x) for x in loss], loss_weights)
@@ -145,7 +148,12 @@ class TrainingMixin:
             y_pred = self(x, training=True)
             return self.compute_loss(x, y, y_pred, w), y_pred
 
-        (loss, y_pred), grads = unidl.value_and_grad(loss_fn, has_aux=True)(variables)
+        scaled = getattr(self.optimizer, "scaled_loss_fn", None)  # (a LossScaleOptimizer)
+        if scaled is None:
+            (loss, y_pred), grads = unidl.value_and_grad(loss_fn, has_aux=True)(variables)
+        else:
+            (_, (loss, y_pred)), grads = unidl.value_and_grad(scaled(loss_fn),
+                                                              has_aux=True)(variables)
         self.optimizer.apply(grads, variables)
         y_pred = tree.map_structure(ops.stop_gradient, y_pred)
         self._update_metrics(loss, y, y_pred, w)

@@ -41,7 +41,8 @@ _BUILTIN: dict[str, type] = {}
 #: unidl's own modules whose public classes a file may name, by the prefix of their names
 _BUILTIN_MODULES = ("layers", "models", "losses", "metrics", "optimizers",
                     "optimizers.schedules", "initializers", "regularizers", "constraints",
-                    "pruning.schedules", "pruning.wrapper", "quantization")
+                    "pruning.schedules", "pruning.wrapper", "mixed_precision",
+                    "quantization")
 
 
 class SerializationError(UnidlError, ValueError):

@@ -235,13 +235,18 @@ def object_from_keras(value, where: str, custom_objects=None, kinds=None):
 
 
 def dtype_from_keras(value, where: str) -> str | None:
-    """A Keras dtype (a name or a ``DTypePolicy`` dict) as a unidl dtype name."""
+    """A Keras dtype (a name or a ``DTypePolicy`` dict) as a unidl dtype or policy name
+    (``mixed_float16`` and ``mixed_bfloat16``: :mod:`unidl.mixed_precision`)."""
     if _is_object(value):
         value = (value.get("config") or {}).get("name")
     if value is None or not str(value).startswith("mixed_"):
         return value
-    raise KerasConfigError(f"{where}: dtype policy {value!r} (mixed precision) has no unidl "
-                           "equivalent; save the Keras model with a float32 policy")
+    from unidl.mixed_precision import MIXED_POLICIES
+
+    if value in MIXED_POLICIES:
+        return value
+    raise KerasConfigError(f"{where}: dtype policy {value!r} has no unidl equivalent (unidl "
+                           f"has {', '.join(MIXED_POLICIES)})")
 
 
 def layer_from_keras(spec: dict, where: str, custom_objects=None):
