@@ -7,6 +7,9 @@ Measures, on this machine:
   one process (``worker.py native``), one process per backend;
 * unidl against Keras 3 on the same models and backend (``worker.py keras``, one process
   per ``KERAS_BACKEND``, needs the ``bench`` extra: ``pip install "unidl[bench]"``);
+* what the user calls (``worker.py loop`` / ``loop-keras``, see ``loop.py``): ``fit`` for
+  one epoch, ``train_on_batch``, ``evaluate`` and ``predict`` over 10,000 samples, against
+  the hand-written loop on the same framework and against Keras 3's same calls;
 * ``import unidl`` time (fresh interpreters; no framework may be imported by it);
 * the per-op dispatch overhead of a tiny op against calling the framework directly;
 * the run time of ``unidl conformance --quick`` (``--conformance full|off`` to change).
@@ -36,7 +39,9 @@ MODEL_NAMES = {"mlp": "MNIST MLP", "cnn": "small CNN", "lstm": "LSTM classifier"
 
 # targets of the benchmarks issue: (suite, backend, model, kind) -> max ratio
 def target(suite, backend, model, kind):
-    if suite == "keras":
+    if suite == "loop-native" and backend != "numpy":
+        return 1.10
+    if suite in ("keras", "loop-keras"):
         return 1.0
     if suite == "native" and backend == "numpy":
         return 1.5
@@ -100,6 +105,8 @@ def run_worker(suite, backend, args, extra_env) -> dict:
         cmd = [sys.executable, os.path.join(HERE, "worker.py"), suite, "--backend", backend,
                "--models", args.models, "--repeats", str(args.repeats),
                "--block-s", str(args.block_s), "--json", path]
+        if suite.startswith("loop"):  # (whole fit epochs of an LSTM: fewer blocks)
+            cmd += ["--budget-s", str(args.loop_budget_s)]
         if args.quick:
             cmd += ["--quick"]
         t0 = time.perf_counter()
@@ -182,6 +189,7 @@ def markdown(report) -> str:
                          f"{_fmt_ms(r['unidl_ms'])} | {_fmt_ms(r['other_ms'])} | "
                          f"{r['ratio']:.2f} | {_mark(r['ratio'], 1.0, strict=True)} |")
         lines.append("")
+    lines += _loop_table(rows)
     if dispatch or report.get("import"):
         lines += ["### Overheads", "", "| what | unidl | direct | overhead |",
                   "|---|---:|---:|---:|"]
@@ -216,6 +224,56 @@ def markdown(report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _loop_table(rows) -> list:
+    """The loop suite's table: one row per (backend, model, call), against the hand-written
+    loop and against Keras 3 where both were measured."""
+    cells = {}
+    for r in rows:
+        if r["suite"] in ("loop-native", "loop-keras"):
+            cells.setdefault((r["backend"], r["model"], r["kind"]), {})[r["suite"]] = r
+    if not cells:
+        return []
+    lines = ["### What the user calls: fit, train_on_batch, evaluate, predict", "",
+             "`fit`: one epoch of 7,680 samples (batch 128, accuracy metric); `evaluate` and "
+             "`predict`: 10,000 samples; `train_on_batch`: one batch of 128. Hand-written: the "
+             "same framework's loop reading the loss and accuracy every step (`loop.py`).", "",
+             "| backend | model | call | unidl ms | hand-written ms | unidl / hand | <= 1.10 "
+             "| Keras ms | unidl / Keras | faster |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
+    for (backend, model, call), by in cells.items():
+        nat, ker = by.get("loop-native"), by.get("loop-keras")
+        row = [backend, MODEL_NAMES[model], f"`{call}`", _fmt_ms((nat or ker)["unidl_ms"])]
+        if nat:
+            lim = target("loop-native", backend, model, call)
+            row += [_fmt_ms(nat["other_ms"]), f"{nat['ratio']:.2f}", _mark(nat["ratio"], lim)]
+        else:
+            row += ["", "", ""]
+        if ker:
+            row += [_fmt_ms(ker["other_ms"]), f"{ker['ratio']:.2f}",
+                    _mark(ker["ratio"], 1.0, strict=True)]
+        else:
+            row += ["", "", ""]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _run_keras(args, backends, suites, report):
+    """The Keras 3 comparisons (one process per ``KERAS_BACKEND``)."""
+    if args.no_keras:
+        return
+    if not _installed("keras"):
+        _log("keras is not installed (pip install 'unidl[bench]'): skipping Keras 3")
+        return
+    for b in (b for b in backends if b in KERAS_BACKENDS):
+        env = {"UNIDL_BACKEND": b, "KERAS_BACKEND": b}
+        if "keras" in suites:
+            _log(f"benchmarking unidl against Keras 3 (KERAS_BACKEND={b})")
+            report["workers"].append(run_worker("keras", b, args, env))
+        if "loop" in suites:
+            _log(f"benchmarking unidl's fit/evaluate/predict against Keras 3 ({b})")
+            report["workers"].append(run_worker("loop-keras", b, args, env))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -225,6 +283,12 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer, shorter repeats (< 1 minute)")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras 3 comparison")
     p.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
+    p.add_argument("--suites", default="native,keras,loop",
+                   help="comma-separated: native (steps), keras (steps), loop (fit, "
+                        "train_on_batch, evaluate, predict; against Keras 3 too unless "
+                        "--no-keras)")
+    p.add_argument("--loop-budget-s", type=float, default=None,
+                   help="seconds of timed blocks per loop pair (default 20, 4 with --quick)")
     p.add_argument("--conformance", choices=["off", "quick", "full"], default=None,
                    help="also time `unidl conformance` (--quick, or its default run); "
                         "default: quick, off with --quick")
@@ -251,18 +315,17 @@ def main(argv=None):
     if not args.no_import:
         _log("timing: import unidl")
         report["import"] = measure_import(3 if args.quick else 7, uncached=not args.quick)
+    suites = args.suites.split(",")
+    if args.loop_budget_s is None:
+        args.loop_budget_s = 4.0 if args.quick else 20.0
     for b in backends:
-        _log(f"benchmarking unidl against hand-written {b}")
-        report["workers"].append(run_worker("native", b, args, {"UNIDL_BACKEND": b}))
-    if not args.no_keras:
-        if not _installed("keras"):
-            _log("keras is not installed (pip install 'unidl[bench]'): skipping Keras 3")
-        else:
-            for b in backends:
-                if b in KERAS_BACKENDS:
-                    _log(f"benchmarking unidl against Keras 3 (KERAS_BACKEND={b})")
-                    report["workers"].append(run_worker(
-                        "keras", b, args, {"UNIDL_BACKEND": b, "KERAS_BACKEND": b}))
+        if "native" in suites:
+            _log(f"benchmarking unidl against hand-written {b}")
+            report["workers"].append(run_worker("native", b, args, {"UNIDL_BACKEND": b}))
+        if "loop" in suites:
+            _log(f"benchmarking unidl's fit/evaluate/predict against hand-written {b} loops")
+            report["workers"].append(run_worker("loop", b, args, {"UNIDL_BACKEND": b}))
+    _run_keras(args, backends, suites, report)
     if args.conformance != "off":
         report["conformance"] = measure_conformance(args.conformance)
     report["seconds"] = time.perf_counter() - t0

@@ -432,3 +432,36 @@ def test_engine_uses_grad_kernels_only_on_first_order_passes(monkeypatch):
         assert not calls
         h = ops.to_numpy(unidl.grad(lambda v: ops.sum(unidl.grad(f)(v)))(x))
         np.testing.assert_array_equal(h, [0.0, 2.0, 2.0])
+
+
+# -- torch.compile ------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_torch_compiled_fit_traces_once_and_matches_eager(optimizer):
+    """``jit_compile=True`` on torch: the fused optimizer reads the step and learning rate as
+    tensors inside ``torch.compile`` (as floats they became graph constants, and dynamo
+    recompiled at every step until its limit), so a second epoch compiles nothing new and
+    the weights follow the eager run's."""
+    torch = pytest.importorskip("torch")
+    from torch._dynamo.utils import counters
+
+    from unidl import layers
+
+    torch._dynamo.reset()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 3, 64)
+    with unidl.use_backend("torch"):
+        models = []
+        for jit in (False, True):
+            unidl.random.set_seed(0)
+            model = unidl.Sequential([layers.Dense(8, activation="relu"), layers.Dense(3)])
+            opt = optimizers.get(optimizer)
+            model.compile(optimizer=opt, loss=unidl.losses.SparseCategoricalCrossentropy(
+                from_logits=True), jit_compile=jit)
+            model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+            frames = dict(counters["frames"])
+            model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+            if jit:
+                assert dict(counters["frames"]) == frames, "the second epochs recompiled"
+            models.append(model)
+    for eager, compiled in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)

@@ -62,7 +62,8 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
     y_true = ops.convert_to_tensor(y_true)
     if _dt.is_float(ops.dtype(y_true)):
         y_true = ops.cast(y_true, "int64")
-    if len(ops.shape(y_true)) == len(ops.shape(y_pred)) and ops.shape(y_true)[-1] == 1:
+    shape = ops.shape(y_true)
+    if shape and len(shape) == len(ops.shape(y_pred)) and shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
     return ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits, axis)
 

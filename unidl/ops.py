@@ -139,14 +139,20 @@ def convert_to_tensor(x, dtype=None):
     be = _current_backend()
     if dtype is None and x.__class__ in be.tensor_types:
         return x  # (the common case, first)
+    d = None if dtype is None else _dt.standardize(dtype)
+    if x.__class__ is _np.ndarray and x.__class__ not in be.tensor_types:  # (a batch)
+        return _convert(be, x, d)
     v = getattr(x, "__unidl_tensor__", None)
     if v is not None:
         x = v()
-    d = None if dtype is None else _dt.standardize(dtype)
     if x.__class__ is _Tracer:
         return x if d is None or x.dtype == d else cast(x, d)  # noqa: F821 (generated)
     if be.is_tensor(x):
         return x if d is None or be.dtype_of(x) == d else be.cast(x, d)
+    return _convert(be, x, d)
+
+
+def _convert(be, x, d):
     try:
         return be.convert(x, d)
     except Exception as exc:

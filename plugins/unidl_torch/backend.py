@@ -74,6 +74,8 @@ class TorchBackend(Backend):
     def convert(self, value, dtype=None):
         dev = current_torch_device()
         td = DTYPES[dtype] if dtype is not None else None
+        if value.__class__ is np.ndarray and value.dtype.kind in "fiub":
+            return torch.as_tensor(value, dtype=td, device=dev)  # (a batch: the common case)
         if isinstance(value, torch.Tensor):
             return value.to(device=dev, dtype=td)
         if isinstance(value, (np.ndarray, np.generic)):

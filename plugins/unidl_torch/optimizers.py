@@ -25,6 +25,23 @@ def _same_device(tensors):
     return len({t.device for t in tensors}) <= 1
 
 
+def _scalar(x):
+    """The learning rate or step number (a 0-d tensor) as a Python float, except inside
+    ``torch.compile``: there a float would be baked into the graph as a constant, and dynamo
+    would recompile at every step (until its recompile limit, then run eagerly); a tensor
+    keeps one graph for every step."""
+    return x if torch.compiler.is_compiling() else float(x)
+
+
+def _add_scaled_(params, updates, scale):
+    """``params += scale * updates`` for a float or a 0-d tensor ``scale``."""
+    if isinstance(scale, torch.Tensor):
+        updates = torch._foreach_mul(updates, scale)
+        torch._foreach_add_(params, updates)
+    else:
+        torch._foreach_add_(params, updates, alpha=scale)
+
+
 def _coupled_decay(opt, params, grads, decay):
     wd = opt.weight_decay
     if not wd or not opt._coupled_decay:
@@ -39,7 +56,7 @@ def adam(opt, variables, grads, slots, lr, step, decay):
     params = _storages(variables)
     if not _same_device(params):
         return False
-    lr, t = float(lr), float(step)
+    lr, t = _scalar(lr), _scalar(step)
     b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
     grads = _coupled_decay(opt, params, list(grads), decay)
     if opt.weight_decay and not opt._coupled_decay:
@@ -56,6 +73,11 @@ def adam(opt, variables, grads, slots, lr, step, decay):
         torch._foreach_maximum_(vmax, v)
         v = vmax
     denom = torch._foreach_sqrt(v)
+    if isinstance(t, torch.Tensor):  # (inside torch.compile: see _scalar)
+        torch._foreach_div_(denom, torch.sqrt(1.0 - b2 ** t))
+        torch._foreach_add_(denom, eps)
+        _add_scaled_(params, torch._foreach_div(m, denom), -lr / (1.0 - b1 ** t))
+        return True
     torch._foreach_div_(denom, math.sqrt(1.0 - b2 ** t))
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, m, denom, value=-lr / (1.0 - b1 ** t))
@@ -68,7 +90,7 @@ def sgd(opt, variables, grads, slots, lr, step, decay):
     params = _storages(variables)
     if not _same_device(params):
         return False
-    lr = float(lr)
+    lr = _scalar(lr)
     grads = _coupled_decay(opt, params, list(grads), decay)
     if opt.momentum > 0:
         bufs = [s[0].storage for s in slots]
@@ -80,7 +102,7 @@ def sgd(opt, variables, grads, slots, lr, step, decay):
             direction = bufs
     else:
         direction = grads
-    torch._foreach_add_(params, direction, alpha=-lr)
+    _add_scaled_(params, direction, -lr)
     return True
 
 

@@ -248,3 +248,52 @@ def grad(fn, argnums=0, has_aux=False):
         return g
 
     return wrapped
+
+
+def variables_value_and_grad(fn, variables):
+    """``((loss, aux), grads)`` of ``fn() -> (loss, aux)`` with respect to ``variables``
+    (a flat list of trainable :class:`unidl.Variable`, read by ``fn`` through a closure).
+
+    The train step's path: ``value_and_grad(fn, has_aux=True)(variables)`` without the
+    generality it does not need (no nesting to flatten, no argument checks per call), so
+    the Python work around the backend's autodiff stays small. ``aux`` is returned with its
+    gradient stopped.
+
+    Example:
+        >>> import unidl
+        >>> from unidl import ops
+        >>> from unidl.autodiff.api import variables_value_and_grad
+        >>> with unidl.use_backend("numpy"):
+        ...     v = unidl.Variable(ops.convert_to_tensor([1.0, 2.0]))
+        ...     (loss, _), (g,) = variables_value_and_grad(
+        ...         lambda: (ops.sum(ops.multiply(v.value, v.value)), None), [v])
+        ...     float(loss), ops.to_numpy(g).tolist()
+        (5.0, [2.0, 4.0])
+    """
+    from unidl import ops
+
+    be = current_backend()
+    values = [v.value for v in variables]
+    box = []
+
+    def fn_flat(*leaves):
+        old = [v._unidl_swap(leaf) for v, leaf in zip(variables, leaves)]
+        try:
+            loss, aux = fn()
+        finally:
+            for v, prev in zip(variables, old):
+                v._unidl_swap(prev)
+        # (stopped inside: aux is a value, never a traced one)
+        box.append(ops.stop_gradient(aux) if aux.__class__ in be.tensor_types else
+                   tree.map_structure(lambda a: ops.stop_gradient(a) if ops.is_tensor(a)
+                                      else a, aux))
+        return [loss]
+
+    out, raw_vjp = _vjp_flat(fn_flat, values, be)
+    loss = out[0]
+    shape = tuple(loss.shape) if loss.__class__ in be.tensor_types else ops.shape(loss)
+    if any(d != 1 for d in shape):
+        raise GradientError(f"the loss has shape {shape}; gradients need a scalar loss")
+    grads = raw_vjp([ops.ones_like(loss)])
+    grads = [g if g is not None else ops.zeros_like(v) for g, v in zip(grads, values)]
+    return (loss, box[0]), grads

@@ -98,10 +98,18 @@ class _Batches:
             def take(a, idx=idx):
                 return to_model_tensor(a[idx], self.float_dtype)
 
-            xb = tree.map_structure(take, self.x)
-            yb = tree.map_structure(take, self.y) if self.y is not None else None
-            wb = take(self.w) if self.w is not None else None
-            yield xb, yb, wb
+            yield _take_all(take, self.x), _take_all(take, self.y), \
+                take(self.w) if self.w is not None else None
+
+
+def _take_all(take, data):
+    """``take`` of every array of ``data`` (an array, or a structure of arrays; None stays
+    None)."""
+    if data is None:
+        return None
+    if data.__class__ is np.ndarray:  # (the common case, without the tree walk)
+        return take(data)
+    return tree.map_structure(take, data)
 
 
 class ArrayAdapter:

@@ -76,6 +76,7 @@ def _flatten(x):
 
 
 _CONTAINERS = (list, tuple, dict)
+_SYMBOLIC_OR_CONTAINER = (SymbolicTensor, list, tuple, dict)
 
 
 def _is_symbolic(*xs) -> bool:
@@ -86,11 +87,12 @@ def _is_symbolic(*xs) -> bool:
 def _is_symbolic_call(inputs, args, kwargs) -> bool:
     """``_is_symbolic(inputs, args, kwargs)``, without flattening in the common eager call
     ``layer(tensor, training=...)``."""
-    if args or isinstance(inputs, _CONTAINERS) or any(
-            isinstance(v, _CONTAINERS) for v in kwargs.values()):
+    if args or isinstance(inputs, _CONTAINERS):
         return _is_symbolic(inputs, args, kwargs)
-    return isinstance(inputs, SymbolicTensor) or any(
-        isinstance(v, SymbolicTensor) for v in kwargs.values())
+    for v in kwargs.values():  # (a loop, not any(): this runs for every layer call)
+        if isinstance(v, _SYMBOLIC_OR_CONTAINER):
+            return _is_symbolic(inputs, args, kwargs)
+    return isinstance(inputs, SymbolicTensor)
 
 
 def _static_shape(x):
@@ -310,15 +312,23 @@ class Layer:
     def losses(self) -> list:
         """Regularization penalties of every weight, plus losses added with :meth:`add_loss`
         during the last call (nested layers included)."""
-        out = []
-        for w in self._all_weights(None):
-            reg = getattr(w, "regularizer", None)
-            if reg is not None:
-                out.append(reg(w.value))
+        out, seen = [], set()
+
+        def penalties(layer):  # (the order of ``weights``; no list of weights is built)
+            for w in layer._own_weights:
+                reg = getattr(w, "regularizer", None)
+                if reg is not None and id(w) not in seen:
+                    seen.add(id(w))
+                    out.append(reg(w.value))
+            for sub in layer._tracked_layers:
+                penalties(sub)
+
+        penalties(self)
         stack = [self]
         while stack:
             layer = stack.pop()
-            out.extend(layer._activity_losses)
+            if layer._activity_losses:
+                out.extend(layer._activity_losses)
             stack.extend(layer._tracked_layers)
         return out
 
@@ -358,8 +368,10 @@ class Layer:
         object.__setattr__(self, "_activity_losses", [])  # (an empty list: nothing to track)
         if not self.built:
             self._maybe_build(inputs)
-        if "training" in kwargs and not _accepts_training(self):
-            kwargs.pop("training")
+        if "training" in kwargs:
+            accepts = _ACCEPTS.get(type(self))
+            if not (_accepts_training(self) if accepts is None else accepts):
+                kwargs.pop("training")
         if self._autocast is None and not AUTOCAST_SWAPS:
             outputs = self.call(inputs, *args, **kwargs)
         else:  # a mixed policy, or inside a layer of one: see unidl.mixed_precision.autocast

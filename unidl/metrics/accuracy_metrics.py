@@ -25,9 +25,10 @@ __all__ = ["Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy", "Bina
 
 def _labels(y_true, y_pred):
     y_true = ops.convert_to_tensor(y_true)
-    if len(ops.shape(y_true)) == len(ops.shape(y_pred)) and ops.shape(y_true)[-1] == 1:
+    shape = ops.shape(y_true)
+    if shape and len(shape) == len(ops.shape(y_pred)) and shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
-    return ops.cast(y_true, "int64")
+    return ops.cast(y_true, "int64") if ops.dtype(y_true) != "int64" else y_true
 
 
 def sparse_categorical_accuracy(y_true, y_pred):

@@ -140,22 +140,20 @@ class TrainingMixin:
 
     # -- steps ----------------------------------------------------------------------------
     def _raw_train_step(self, x, y, w):
-        import unidl
+        from unidl.autodiff.api import variables_value_and_grad
 
         variables = self.trainable_weights
 
-        def loss_fn(_variables):
+        def loss_fn():
             y_pred = self(x, training=True)
             return self.compute_loss(x, y, y_pred, w), y_pred
 
         scaled = getattr(self.optimizer, "scaled_loss_fn", None)  # (a LossScaleOptimizer)
         if scaled is None:
-            (loss, y_pred), grads = unidl.value_and_grad(loss_fn, has_aux=True)(variables)
-        else:
-            (_, (loss, y_pred)), grads = unidl.value_and_grad(scaled(loss_fn),
-                                                              has_aux=True)(variables)
+            (loss, y_pred), grads = variables_value_and_grad(loss_fn, variables)
+        else:  # (differentiates the scaled loss, reports the loss)
+            (_, (loss, y_pred)), grads = variables_value_and_grad(scaled(loss_fn), variables)
         self.optimizer.apply(grads, variables)
-        y_pred = tree.map_structure(ops.stop_gradient, y_pred)
         self._update_metrics(loss, y, y_pred, w)
         return loss
 
