@@ -149,15 +149,21 @@ class Layer:
 
     def _set_dtype_policy(self, dtype):
         if dtype is None and not _GLOBAL_POLICY[0]:
-            self.dtype = self.compute_dtype = _dt.DEFAULT_FLOAT
+            self.dtype = _dt.DEFAULT_FLOAT
             self._dtype_policy, self._autocast = None, None
             return
         from unidl.mixed_precision.policy import resolve_policy
 
         policy = resolve_policy(dtype)
-        self.dtype, self.compute_dtype = policy.variable_dtype, policy.compute_dtype
+        self.dtype = policy.variable_dtype
         self._dtype_policy = policy
         self._autocast = policy.compute_dtype if policy.is_mixed else None
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in: :attr:`dtype` (the weights'), except under a mixed
+        policy (so assigning ``layer.dtype`` moves both, as for a plain dtype policy)."""
+        return self._autocast or self.dtype
 
     @property
     def dtype_policy(self):
