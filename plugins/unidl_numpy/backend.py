@@ -10,6 +10,7 @@ from unidl_numpy.grad_kernels import GRAD_KERNELS
 from unidl_numpy.kernels import all_kernels
 from unidl_numpy.kernels.nn import seed_dropout
 from unidl_numpy.optimizers import OPTIMIZER_KERNELS
+from unidl_numpy.tape import bump_epoch, compile_function, is_recording, recorded
 
 _ND = np.ndarray
 _DTYPE_NAMES: dict = {}  # np.dtype -> unidl name (``dtype.name`` is slow, and asked per op)
@@ -28,19 +29,31 @@ def _as_array(fn):
 
     kernel.__name__ = getattr(fn, "__name__", "kernel")
     kernel.__wrapped__ = fn
-    return kernel
+    return recorded(kernel)
 
 
 class NumpyBackend(Backend):
     name = "numpy"
     native_autodiff = False
     tensor_types = (np.ndarray,)
+    #: steps replay a recorded tape of their kernel calls (``unidl_numpy.tape``), whose
+    #: Python (like ``tf.function``'s) runs only while recording
+    compile_by_default = True
+    compile_traces = True
 
     def __init__(self):
         super().__init__()
+        # every function computing or changing arrays is recorded into a step's tape
         self.kernels = {name: _as_array(fn) for name, fn in all_kernels().items()}
-        self.optimizer_kernels = dict(OPTIMIZER_KERNELS)
-        self.grad_kernels = dict(GRAD_KERNELS)
+        self.optimizer_kernels = {k: recorded(f) for k, f in OPTIMIZER_KERNELS.items()}
+        self.grad_kernels = {k: recorded(f, gradient=True) for k, f in GRAD_KERNELS.items()}
+
+    def compile_function(self, fn, jit=False):
+        """``fn`` recorded once per call signature, then replayed (``unidl_numpy.tape``)."""
+        return compile_function(fn)
+
+    def is_tracing(self):
+        return is_recording()
 
     def version(self) -> str:
         return np.__version__
@@ -53,6 +66,7 @@ class NumpyBackend(Backend):
             raise TypeError("NumPy has no bfloat16")
         return np.dtype(dtype)
 
+    @recorded
     def convert(self, value, dtype=None):
         if dtype is not None:
             return np.asarray(value, dtype=_dt.numpy_dtype(dtype))
@@ -75,12 +89,15 @@ class NumpyBackend(Backend):
             name = _DTYPE_NAMES[d] = _dt.standardize(d)
         return name
 
+    @recorded
     def cast(self, x, dtype):
         return x.astype(_dt.numpy_dtype(dtype))
 
     def new_variable(self, value, trainable, name):
+        bump_epoch()  # (recorded tapes hold the storages they read)
         return np.array(value, copy=True, order="C")  # C order: BLAS-friendly storage
 
+    @recorded
     def add_to_variable(self, storage, delta):
         """``storage += delta`` in place (a metric's running sums)."""
         np.add(storage, delta, out=storage)
@@ -89,8 +106,10 @@ class NumpyBackend(Backend):
     def seed(self, seed):
         seed_dropout(seed)
 
+    @recorded
     def assign_variable(self, storage, value):
         if storage.shape == np.shape(value):
             storage[...] = value
             return storage
+        bump_epoch()  # (a new storage: tapes holding the old one are stale)
         return np.array(value, dtype=storage.dtype, copy=True)

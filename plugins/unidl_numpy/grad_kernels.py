@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from unidl.spec.nn import check_rate, dropout_mask
-from unidl_numpy.kernels.elementwise import where as _select
+from unidl_numpy import saved as _saved
+from unidl_numpy.kernels.elementwise import keep_or_zero as _keep
 from unidl_numpy.kernels.nn import softmax as _softmax
 from unidl_numpy.kernels.reduction import sum_ as _sum
+from unidl_numpy.rnn_grads import lstm
 
 __all__ = ["GRAD_KERNELS"]
 
@@ -31,7 +33,9 @@ def relu(slots, g, out, x):
     """``where(x > 0, g, 0)``."""
     if not _same_float(g, x):
         return None
-    return (_select(np.greater(x, 0), g, np.zeros((), g.dtype)),)
+    if g.shape != x.shape:
+        return None
+    return (_keep(np.greater(x, 0), g),)
 
 
 def dropout(slots, g, out, x, rate, seed=None, training=True):
@@ -43,8 +47,10 @@ def dropout(slots, g, out, x, rate, seed=None, training=True):
     if not training or r == 0.0:
         return (g,)
     mask = dropout_mask(x.shape, r, seed) if seed is not None else np.not_equal(out, 0)
+    if mask.shape != g.shape:
+        return None
     scaled = np.multiply(g, g.dtype.type(1.0 / (1.0 - r)))
-    return (_select(mask, scaled, np.zeros((), g.dtype)),)
+    return (_keep(mask, scaled),)
 
 
 def sparse_categorical_crossentropy(slots, g, out, target, output, from_logits=False,
@@ -56,11 +62,15 @@ def sparse_categorical_crossentropy(slots, g, out, target, output, from_logits=F
     if axis % output.ndim != output.ndim - 1 or target.shape != output.shape[:-1] \
             or target.dtype.kind not in "iu" or n == 0:
         return None
-    if target.size and (target.min() < 0 or target.max() >= n):
-        return None  # (one_hot's all-zero rows: the spec's rule)
-    d = _softmax(output, -1)
+    d = _saved.take("sparse_categorical_crossentropy", out)  # (the forward's: same bits)
+    if d is None or d.shape != output.shape:
+        d = _softmax(output, -1)
     flat = d.reshape(-1, n)
-    flat[np.arange(flat.shape[0]), target.reshape(-1)] -= 1  # (p - 0 and p - 1: as p - onehot)
+    rows, cols = np.arange(flat.shape[0]), target.reshape(-1)
+    if cols.size and (cols.min() < 0 or cols.max() >= n):
+        valid = (cols >= 0) & (cols < n)  # (one_hot's all-zero rows for the others: p - 0)
+        rows, cols = rows[valid], cols[valid]
+    flat[rows, cols] -= 1  # (p - 0 and p - 1: as p - onehot)
     np.multiply(d, g[..., None], out=d)
     return None, d
 
@@ -81,7 +91,9 @@ def dense(slots, g, out, x, kernel, bias=None):
     g2 = g if g.ndim == 2 else g.reshape(-1, units)
     gx = np.matmul(g, kernel.T) if 0 in slots else None
     gk = np.matmul(x2.T, g2) if 1 in slots else None
-    gb = _sum(g2, (0,), False) if bias is not None and 2 in slots else None
+    gb = None
+    if bias is not None and 2 in slots:  # (float32/64 sum in their own dtype: as ``sum``)
+        gb = g2.sum(axis=0) if g2.dtype.itemsize >= 4 else _sum(g2, (0,), False)
     return gx, gk, gb
 
 
@@ -91,4 +103,5 @@ GRAD_KERNELS = {
     "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
     "mean": mean,
     "dense": dense,
+    "lstm": lstm,
 }

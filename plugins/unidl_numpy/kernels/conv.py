@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from unidl.backend.conv_kernels import conv_kernels
 from unidl.spec import conv as C
+from unidl_numpy import saved
 from unidl_numpy.kernels.elementwise import where as _select
 
 _F64 = np.dtype(np.float64)
@@ -88,7 +89,15 @@ def _depthwise(x, kernel, geo, groups):
     return out.reshape(out.shape[:-2] + (-1,))
 
 
+def _cols_key(geo, groups, dtype):
+    """What a convolution's im2col columns depend on besides its input array."""
+    return (tuple(tuple(p) for p in geo.pads) if geo.padded else None, tuple(geo.strides),
+            tuple(geo.dilation), tuple(geo.kernel), tuple(geo.out_sizes), geo.channels_last,
+            groups, dtype)
+
+
 def _conv(x, kernel, geo, groups, bias=None):
+    x_in = x
     (x, kernel), dt = _work(_cl(x, geo), kernel)
     n, o = x.shape[0], kernel.shape[-1]
     out_cl = (n, *geo.out_sizes, o)
@@ -99,6 +108,8 @@ def _conv(x, kernel, geo, groups, bias=None):
     else:
         m = n * int(np.prod(geo.out_sizes))
         cols = _windows(_pad(x, geo), geo).reshape(m, groups, -1)
+        if saved.wanted():  # (the columns conv_backprop_kernel would make again: the same)
+            saved.put_for_input("conv_cols", x_in, _cols_key(geo, groups, x.dtype), cols)
         kmat = _kernel_matrix(kernel, groups)
         if groups == 1:
             y = cols[:, 0] @ kmat[0]
@@ -132,6 +143,7 @@ def _conv_backprop_input(g, kernel, geo, groups):
 
 
 def _conv_backprop_kernel(x, g, kernel_shape, geo, groups):
+    x_in = x
     (x, g), dt = _work(_cl(x, geo), _cl(g, geo))
     r = geo.rank
     cg, o = kernel_shape[-2], kernel_shape[-1]
@@ -147,7 +159,10 @@ def _conv_backprop_kernel(x, g, kernel_shape, geo, groups):
                 kg[off][:, m] = np.einsum("pc,pc->c", patch, gm[m])
         return kg.reshape(kernel_shape).astype(dt, copy=False)
     m = x.shape[0] * int(np.prod(geo.out_sizes))
-    cols = _windows(_pad(x, geo), geo).reshape(m, groups, -1).transpose(1, 2, 0)  # (G, CgK, M)
+    cols = saved.take_for_input("conv_cols", x_in, _cols_key(geo, groups, x.dtype))
+    if cols is None:
+        cols = _windows(_pad(x, geo), geo).reshape(m, groups, -1)
+    cols = cols.transpose(1, 2, 0)                                                 # (G, CgK, M)
     gm = g.reshape(m, groups, -1).transpose(1, 0, 2)                               # (G, M, Og)
     kg = np.matmul(cols, gm).reshape((groups, cg, *geo.kernel, o // groups))
     kg = kg.transpose(tuple(range(2, 2 + r)) + (1, 0, r + 2))

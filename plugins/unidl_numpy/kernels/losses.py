@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unidl_numpy import saved
+
 EPSILON = 1e-7
 _F32 = np.dtype(np.float32)
 
@@ -37,11 +39,30 @@ def _log_probs(x, from_logits, ax):
     return np.log(np.clip(p, EPSILON, 1.0 - EPSILON))
 
 
+def _log_softmax_keeping(z):
+    """``_log_softmax(z, 1)`` of a 2-D float32/64 ``z``, and the softmax the gradient kernel
+    computes (``e / sum(e)``, the same operations), or None where ``z``'s row maxima are not
+    all finite (there the two differ)."""
+    m = z.max(axis=1, keepdims=True)
+    if not np.isfinite(m).all():
+        return _log_softmax(z, 1), None
+    s = z - m
+    e = np.exp(s)
+    total = e.sum(axis=1, keepdims=True)
+    return s - np.log(total), np.divide(e, total, out=e)
+
+
 def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     x, dt = _up(output)
     ax = axis % x.ndim
     if target.ndim == x.ndim:
         target = np.squeeze(target, ax)
+    if from_logits and x.ndim == 2 and ax == 1 and x is output and saved.wanted():
+        lp, probs = _log_softmax_keeping(x)
+        out = -lp[np.arange(lp.shape[0]), target.astype(np.intp, copy=False)]
+        if probs is not None:  # (for the gradient kernel, ``unidl_numpy.grad_kernels``)
+            saved.put("sparse_categorical_crossentropy", out, probs)
+        return out
     lp = _log_probs(x, from_logits, ax)
     if lp.ndim == 2 and ax == 1:  # (batch, classes): pick one entry per row
         out = -lp[np.arange(lp.shape[0]), target.astype(np.intp, copy=False)]

@@ -16,6 +16,7 @@ from unidl.spec.nn import (
     norm_axes,
     param_broadcast_shape,
 )
+from unidl_numpy.kernels.elementwise import keep_or_zero as _keep
 from unidl_numpy.kernels.elementwise import where as _where
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -157,12 +158,15 @@ def dropout(x, rate, seed=None, training=True):
     rate = check_rate(rate)
     if not training or rate == 0.0:
         return x
-    if seed is None:
-        mask = _RNG.random(x.shape) >= rate
+    if seed is None:  # (float32 draws where x is float32: half the bits to generate)
+        draw = np.float32 if x.dtype.itemsize <= 4 else np.float64
+        mask = _RNG.random(x.shape, dtype=draw) >= rate
     else:
         mask = dropout_mask(x.shape, rate, seed)
     scale = x.dtype.type(1.0 / (1.0 - rate))
-    return _where(mask, x * scale, np.zeros((), x.dtype))  # (a branch-free np.where)
+    if x.dtype.kind == "f":
+        return _keep(mask, x * scale)  # (a branch-free np.where)
+    return _where(mask, x * scale, np.zeros((), x.dtype))
 
 
 KERNELS = {

@@ -47,6 +47,10 @@ def _count(x, axes):
 
 def mean(x, axis=None, keepdims=False):
     ax = _axis(x, axis)
+    if axis is None and x.size and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        # (no 0 / 0 to silence: the same two calls without the errstate block)
+        s = np.sum(x, None, dtype=x.dtype, keepdims=keepdims)
+        return np.true_divide(s, x.size, dtype=s.dtype)
     with np.errstate(invalid="ignore", divide="ignore"):
         s = np.sum(x, ax, dtype=_acc_dtype(x), keepdims=keepdims)
         return _out(np.true_divide(s, _count(x, ax), dtype=s.dtype), x)

@@ -1,18 +1,22 @@
 """NumPy recurrent kernels: ``lstm`` and ``gru``, each one loop over preallocated buffers.
 
 LSTM: every gate comes from one exponential per step: ``sigmoid(z) = 1 / (1 + exp(-z))`` and
-``tanh(z) = 2 sigmoid(2 z) - 1``, so the weights are scaled once per call by -1 (by -2 for the
-cell gate) and each step runs ``exp``, ``+ 1`` and ``1 / .`` in place on its ``(batch, 4u)``
-block. GRU: the z and r columns of the weights (and biases) are scaled by -1 once per call, so
+``tanh(z) = 2 sigmoid(2 z) - 1``, so the stacked weights ``[kernel; recurrent_kernel; bias]``
+are scaled once per call by -1 (by -2 for the cell gate) and each step runs one matmul of
+``[x_t, h, 1]``, then ``exp``, ``+ 1`` and ``1 / .`` in place on its ``(batch, 4u)`` block:
+the same operations as the spec's gradient rule, which recomputes the gates, so that while a
+gradient may follow the loop keeps them for the gradient kernel (``unidl_numpy.rnn_grads``)
+instead. GRU: the z and r columns of the weights (and biases) are scaled by -1 once per call, so
 both sigmoid gates are one ``exp`` and ``+ 1`` on a ``(batch, 2u)`` block, used by dividing;
 the candidate is one ``tanh``. float16 inputs are computed in float32 and rounded once at the
-end. Gradients come from the spec's rules through the engine.
+end. The GRU's gradient comes from the spec's rule through the engine.
 """
 
 import numpy as np
 
 from unidl.spec.gru import gru_shapes
 from unidl.spec.rnn import lstm_shapes
+from unidl_numpy import saved
 
 
 def _gate_scale(u, dtype):
@@ -20,36 +24,46 @@ def _gate_scale(u, dtype):
     return np.repeat(np.array([-1.0, -2.0, -1.0], dtype), [2 * u, u, u])
 
 
-def _lstm(x, h0, c0, kernel, recurrent_kernel, bias):
-    batch, steps, _ = x.shape
+def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, keep=False):
+    """The loop; with ``keep``, also every step's ``[x_t, h_prev, 1]``, gates, cell-gate
+    tanh and cell state (what the gradient rule recomputes, computed here the same way)."""
+    batch, steps, feat = x.shape
     u = h0.shape[1]
     dt = x.dtype
-    scale = _gate_scale(u, dt)
-    w = kernel * scale
-    rk = recurrent_kernel * scale
-    b = None if bias is None else bias * scale
+    one, two, limit = dt.type(1.0), dt.type(2.0), dt.type(80.0)
+    parts = [kernel, recurrent_kernel] + ([bias[None]] if bias is not None else [])
+    w_neg = np.multiply(np.concatenate(parts, axis=0), _gate_scale(u, dt))
+    k = w_neg.shape[0]
+    n = steps if keep else 1
+    xh = np.empty((n, batch, k), dt)
+    s_all = np.empty((n, batch, 4 * u), dt)
+    gt_all = np.empty((n, batch, u), dt)
+    cs = np.empty((steps + 1 if keep else 2, batch, u), dt)
+    cs[0] = c0
+    if bias is not None:
+        xh[:, :, k - 1] = one
     outputs = np.empty((batch, steps, u), dt)
-    s = np.empty((batch, 4 * u), dt)
-    rz = np.empty((batch, 4 * u), dt)
     tmp = np.empty((batch, u), dt)
-    i, f, g, o = s[:, :u], s[:, u:2 * u], s[:, 2 * u:3 * u], s[:, 3 * u:]
-    c = np.array(c0, dtype=dt, copy=True)
     h = h0
     for t in range(steps):
-        # each step's input projection is a small matmul: no (batch, time, 4u) buffer
-        np.matmul(x[:, t], w, out=s)
-        np.matmul(h, rk, out=rz)
-        s += rz
-        if b is not None:
-            s += b
-        np.exp(s, out=s)  # (overflow to inf gives the right limit, 0, below)
-        s += 1.0
-        np.reciprocal(s, out=s)  # sigmoid of i, f, o; sigmoid(2 z) of g
-        g *= 2.0
-        g -= 1.0  # tanh of g
-        c *= f
-        np.multiply(i, g, out=tmp)
-        c += tmp
+        j = t if keep else 0
+        xt, s, gt = xh[j], s_all[j], gt_all[j]
+        xt[:, :feat] = x[:, t]
+        xt[:, feat:feat + u] = h
+        # z = [x_t, h, 1] @ w (scaled by -1, by -2 for the cell gate); the gates are
+        # 1 / (1 + exp(-z)) and tanh(z) = 2 sigmoid(2 z) - 1, as in the spec's rule
+        np.matmul(xt, w_neg, out=s)
+        np.minimum(s, limit, out=s)
+        np.exp(s, out=s)
+        np.add(s, one, out=s)
+        np.divide(one, s, out=s)
+        i, f, o = s[:, :u], s[:, u:2 * u], s[:, 3 * u:]
+        np.multiply(s[:, 2 * u:3 * u], two, out=gt)
+        np.subtract(gt, one, out=gt)
+        c_prev, c = (cs[t], cs[t + 1]) if keep else (cs[t % 2], cs[(t + 1) % 2])
+        np.multiply(f, c_prev, out=c)
+        np.multiply(i, gt, out=tmp)
+        np.add(c, tmp, out=c)
         h = outputs[:, t]
         # tanh(c) = 2 / (1 + exp(-2 c)) - 1
         np.multiply(c, -2.0, out=tmp)
@@ -58,7 +72,11 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias):
         np.divide(2.0, tmp, out=h)
         h -= 1.0
         h *= o
-    return outputs, h.copy(), c
+    c = cs[steps if keep else steps % 2]
+    result = (outputs, h.copy(), c.copy())
+    if keep:  # (for the gradient kernel, ``unidl_numpy.rnn_grads``)
+        saved.put("lstm", outputs, (xh, s_all, gt_all, cs))
+    return result
 
 
 def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
@@ -70,7 +88,8 @@ def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
             f32 = [None if a is None else a.astype(np.float32)
                    for a in (x, h0, c0, kernel, recurrent_kernel, bias)]
             return tuple(a.astype(np.float16) for a in _lstm(*f32))
-        return _lstm(x, h0, c0, kernel, recurrent_kernel, bias)
+        keep = x.shape[1] > 0 and saved.wanted()
+        return _lstm(x, h0, c0, kernel, recurrent_kernel, bias, keep)
 
 
 def _gru_weights(kernel, recurrent_kernel, bias, reset_after):
