@@ -21,22 +21,8 @@ import os
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NEEDED = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def find_data(data_arg):
-    """The first directory holding the MNIST test files; exits naming those tried."""
-    dirs = [data_arg] if data_arg else []
-    env = os.environ.get("UNIDL_DATA_DIR")
-    if env:
-        dirs += [env, os.path.join(env, "mnist")]
-    dirs.append(os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist")))
-    for d in dirs:
-        if all(any(os.path.isfile(os.path.join(d, n + s)) for s in ("", ".gz")) for n in NEEDED):
-            return d
-    sys.exit(f"mixed_precision_cnn.py: the MNIST test set ({NEEDED[0]}, {NEEDED[1]}) was not "
-             "found in: " + ", ".join(dirs) + ". Pass --data DIR or set UNIDL_DATA_DIR.")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_real import find_data  # noqa: E402  (the same lookup of the data)
 
 
 def build_model():

@@ -41,7 +41,8 @@ def find_data(data_arg):
         if has_files(d):
             return d
     tried = "\n".join(f"  {d}" for d in dirs)
-    sys.exit(f"mnist_real.py: the MNIST test set was not found. It needs {NEEDED[0]} and "
+    script = os.path.basename(sys.argv[0]) or "mnist_real.py"  # (the example that asked)
+    sys.exit(f"{script}: the MNIST test set was not found. It needs {NEEDED[0]} and "
              f"{NEEDED[1]} (each gzipped, .gz, or not) in one directory; looked in:\n{tried}\n"
              "Pass --data DIR or set UNIDL_DATA_DIR.")
 

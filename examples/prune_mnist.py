@@ -21,23 +21,8 @@ import tempfile
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NEEDED = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def find_data(data_arg):
-    """The first directory holding the MNIST test files (as examples/mnist_real.py)."""
-    dirs = [data_arg] if data_arg else []
-    env = os.environ.get("UNIDL_DATA_DIR")
-    if env:
-        dirs += [env, os.path.join(env, "mnist")]
-    dirs.append(os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist")))
-    for d in dirs:
-        if all(any(os.path.isfile(os.path.join(d, n + s)) for s in ("", ".gz")) for n in NEEDED):
-            return d
-    sys.exit(f"prune_mnist.py: the MNIST test set was not found ({NEEDED[0]} and {NEEDED[1]}, "
-             "gzipped or not); looked in:\n" + "\n".join(f"  {d}" for d in dirs)
-             + "\nPass --data DIR or set UNIDL_DATA_DIR.")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_real import find_data  # noqa: E402  (the same lookup of the data)
 
 
 def build(kind):

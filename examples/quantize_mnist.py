@@ -19,22 +19,8 @@ import tempfile
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NEEDED = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def find_data(data_arg):
-    """The first directory holding the MNIST test files (exits naming those tried)."""
-    dirs = [data_arg] if data_arg else []
-    env = os.environ.get("UNIDL_DATA_DIR")
-    if env:
-        dirs += [env, os.path.join(env, "mnist")]
-    dirs.append(os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist")))
-    for d in dirs:
-        if all(any(os.path.isfile(os.path.join(d, n + s)) for s in ("", ".gz")) for n in NEEDED):
-            return d
-    sys.exit(f"quantize_mnist.py: {NEEDED[0]} and {NEEDED[1]} (.gz or not) not found in any "
-             f"of {dirs}; pass --data DIR or set UNIDL_DATA_DIR")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_real import NEEDED, find_data  # noqa: E402  (the same lookup of the data)
 
 
 def load(directory):
