@@ -119,6 +119,19 @@ def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
     return train, infer
 
 
+def _loss_and_accuracy(step, batches):
+    """``step`` (``(x, y) -> (mean loss, number correct)``) over NumPy ``batches``, each
+    converted with ``tf.constant`` and read back every step (``float``, as a progress
+    display does); returns the mean loss and the accuracy."""
+    loss_sum, correct, seen = 0.0, 0.0, 0
+    for xb, yb in batches:
+        loss, right = step(tf.constant(xb), tf.constant(yb))
+        loss_sum += float(loss) * len(yb)
+        correct += float(right)
+        seen += len(yb)
+    return loss_sum / seen, correct / seen
+
+
 def loops(name: str, weights, fit_batches, train_batch, eval_batches):
     """The loops a TensorFlow user writes (no Keras) for what ``fit``, ``train_on_batch``,
     ``evaluate`` and ``predict`` do (see ``loop.py``): pre-made NumPy batches converted with
@@ -130,26 +143,14 @@ def loops(name: str, weights, fit_batches, train_batch, eval_batches):
     tob_step = build(name, weights)[0]
 
     def fit():
-        loss_sum, correct, seen = 0.0, 0.0, 0
-        for xb, yb in fit_batches:
-            loss, right = fit_step(tf.constant(xb), tf.constant(yb))
-            loss_sum += float(loss) * len(yb)
-            correct += float(right)
-            seen += len(yb)
-        return loss_sum / seen, correct / seen
+        return _loss_and_accuracy(fit_step, fit_batches)
 
     def train_on_batch():
         xb, yb = train_batch
         return float(tob_step(tf.constant(xb), tf.constant(yb)))
 
     def evaluate():
-        loss_sum, correct, seen = 0.0, 0.0, 0
-        for xb, yb in eval_batches:
-            loss, right = eval_step(tf.constant(xb), tf.constant(yb))
-            loss_sum += float(loss) * len(yb)
-            correct += float(right)
-            seen += len(yb)
-        return loss_sum / seen, correct / seen
+        return _loss_and_accuracy(eval_step, eval_batches)
 
     def predict():
         return tf.concat([infer_step(tf.constant(xb)) for xb, _ in eval_batches], 0).numpy()

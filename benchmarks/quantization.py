@@ -49,14 +49,20 @@ def bench(backend, repeats, samples):
                         "int8 dynamic": quantize(model, "int8")}
             runs = {name: (lambda m=m: m.predict(x, batch_size=128, verbose=0))
                     for name, m in variants.items()}
-            for run in runs.values():  # warm-up (compiles the step where the backend does)
-                run()
-            best = {name: float("inf") for name in runs}
-            for _ in range(repeats):
-                for name, run in runs.items():
-                    best[name] = min(best[name], _timed(run))
-            out.update({(model.name, name): ms for name, ms in best.items()})
+            out.update({(model.name, name): ms for name, ms in _best_of(runs, repeats).items()})
     return out
+
+
+def _best_of(runs, repeats):
+    """``{name: fastest ms}`` of ``runs`` (name -> callable), each warmed up once (compiling
+    the step where the backend does), then timed ``repeats`` times, interleaved."""
+    for run in runs.values():
+        run()
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            best[name] = min(best[name], _timed(run))
+    return best
 
 
 def bench_onnxruntime(repeats, samples):
@@ -83,13 +89,7 @@ def bench_onnxruntime(repeats, samples):
                 session = onnxruntime.InferenceSession(path)
                 runs[name] = (lambda s=session: [s.run(None, {"input": x[i:i + 128]})
                                                  for i in range(0, samples, 128)])
-            for run in runs.values():
-                run()
-            best = {name: float("inf") for name in runs}
-            for _ in range(repeats):
-                for name, run in runs.items():
-                    best[name] = min(best[name], _timed(run))
-            out.update({(model.name, name): ms for name, ms in best.items()})
+            out.update({(model.name, name): ms for name, ms in _best_of(runs, repeats).items()})
     return out
 
 

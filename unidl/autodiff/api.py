@@ -116,11 +116,7 @@ def vjp(fn, *primals, has_aux=False):
                 raise GradientError("has_aux=True needs the function to return (output, aux)")
             out, aux = out
             # aux is returned as a value: not differentiated (and never a traced value)
-            if aux.__class__ in native:
-                info["aux"] = ops.stop_gradient(aux)
-            else:
-                info["aux"] = tree.map_structure(
-                    lambda a: ops.stop_gradient(a) if ops.is_tensor(a) else a, aux)
+            info["aux"] = _stopped(aux, native)
         if out.__class__ in native:
             info["tree"] = None
             return [out]
@@ -156,6 +152,16 @@ def vjp(fn, *primals, has_aux=False):
     if has_aux:
         return outputs, vjp_fn, info.get("aux")
     return outputs, vjp_fn
+
+
+def _stopped(aux, native):
+    """``aux`` (a tensor, or a structure holding tensors) with its gradient stopped:
+    ``native`` are the backend's tensor types (the common single-tensor case)."""
+    from unidl import ops
+
+    if aux.__class__ in native:
+        return ops.stop_gradient(aux)
+    return tree.map_structure(lambda a: ops.stop_gradient(a) if ops.is_tensor(a) else a, aux)
 
 
 def _traced(o) -> bool:
@@ -283,10 +289,7 @@ def variables_value_and_grad(fn, variables):
         finally:
             for v, prev in zip(variables, old):
                 v._unidl_swap(prev)
-        # (stopped inside: aux is a value, never a traced one)
-        box.append(ops.stop_gradient(aux) if aux.__class__ in be.tensor_types else
-                   tree.map_structure(lambda a: ops.stop_gradient(a) if ops.is_tensor(a)
-                                      else a, aux))
+        box.append(_stopped(aux, be.tensor_types))  # (inside: a value, never a traced one)
         return [loss]
 
     out, raw_vjp = _vjp_flat(fn_flat, values, be)
