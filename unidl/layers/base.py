@@ -318,18 +318,11 @@ class Layer:
     def losses(self) -> list:
         """Regularization penalties of every weight, plus losses added with :meth:`add_loss`
         during the last call (nested layers included)."""
-        out, seen = [], set()
-
-        def penalties(layer):  # (the order of ``weights``; no list of weights is built)
-            for w in layer._own_weights:
-                reg = getattr(w, "regularizer", None)
-                if reg is not None and id(w) not in seen:
-                    seen.add(id(w))
-                    out.append(reg(w.value))
-            for sub in layer._tracked_layers:
-                penalties(sub)
-
-        penalties(self)
+        out = []
+        for w in self._all_weights(None):
+            reg = getattr(w, "regularizer", None)
+            if reg is not None:
+                out.append(reg(w.value))
         stack = [self]
         while stack:
             layer = stack.pop()
@@ -374,10 +367,8 @@ class Layer:
         object.__setattr__(self, "_activity_losses", [])  # (an empty list: nothing to track)
         if not self.built:
             self._maybe_build(inputs)
-        if "training" in kwargs:
-            accepts = _ACCEPTS.get(type(self))
-            if not (_accepts_training(self) if accepts is None else accepts):
-                kwargs.pop("training")
+        if "training" in kwargs and not _accepts_training(self):
+            kwargs.pop("training")
         if self._autocast is None and not AUTOCAST_SWAPS:
             outputs = self.call(inputs, *args, **kwargs)
         else:  # a mixed policy, or inside a layer of one: see unidl.mixed_precision.autocast
