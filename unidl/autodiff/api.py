@@ -154,6 +154,25 @@ def vjp(fn, *primals, has_aux=False):
     return outputs, vjp_fn
 
 
+def _require_scalar(out, native):
+    """``value_and_grad``'s check of the differentiated output: one tensor with one element
+    (``native``: the backend's tensor types, the common case)."""
+    from unidl import ops
+
+    if out.__class__ in native:
+        shape = tuple(out.shape)
+    else:
+        if not ops.is_tensor(out) and not _traced(out):
+            raise GradientError(f"value_and_grad: the function must return one scalar "
+                                f"tensor, got {type(out).__name__}")
+        shape = ops.shape(out)
+    if any(d != 1 for d in shape):
+        raise GradientError(
+            f"value_and_grad: the function returned a tensor of shape {shape}; gradients "
+            "need a scalar output (reduce it, e.g. ops.sum, or use unidl.vjp with a "
+            "cotangent)")
+
+
 def _stopped(aux, native):
     """``aux`` (a tensor, or a structure holding tensors) with its gradient stopped:
     ``native`` are the backend's tensor types (the common single-tensor case)."""
@@ -211,18 +230,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
 
         res = vjp(partial, *diff_args, has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
-        if out.__class__ in current_backend().tensor_types:
-            shape = tuple(out.shape)
-        else:
-            if not ops.is_tensor(out) and not _traced(out):
-                raise GradientError(f"value_and_grad: the function must return one scalar "
-                                    f"tensor, got {type(out).__name__}")
-            shape = ops.shape(out)
-        if any(d != 1 for d in shape):
-            raise GradientError(
-                f"value_and_grad: the function returned a tensor of shape {shape}; gradients "
-                "need a scalar output (reduce it, e.g. ops.sum, or use unidl.vjp with a "
-                "cotangent)")
+        _require_scalar(out, current_backend().tensor_types)
         grads = vjp_fn(ops.ones_like(out))
         g = grads[0] if single else grads
         if has_aux:
@@ -294,9 +302,7 @@ def variables_value_and_grad(fn, variables):
 
     out, raw_vjp = _vjp_flat(fn_flat, values, be)
     loss = out[0]
-    shape = tuple(loss.shape) if loss.__class__ in be.tensor_types else ops.shape(loss)
-    if any(d != 1 for d in shape):
-        raise GradientError(f"the loss has shape {shape}; gradients need a scalar loss")
+    _require_scalar(loss, be.tensor_types)
     grads = raw_vjp([ops.ones_like(loss)])
     grads = [g if g is not None else ops.zeros_like(v) for g, v in zip(grads, values)]
     return (loss, box[0]), grads
