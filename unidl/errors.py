@@ -14,6 +14,7 @@ __all__ = [
     "BackendUnavailableError",
     "MissingKernelError",
     "GradientError",
+    "DistributedError",
 ]
 
 
@@ -51,3 +52,9 @@ class MissingKernelError(BackendError, NotImplementedError):
 
 class GradientError(UnidlError, ValueError):
     """A gradient was requested in a way that cannot be answered."""
+
+
+class DistributedError(UnidlError, RuntimeError):
+    """Data-parallel training could not start or go on: no distributed engine on the
+    backend, a bad launch configuration, or a collective that failed or timed out (a worker
+    died). The message names the rank, the world size and what was being exchanged."""

@@ -179,6 +179,13 @@ class TorchBackend(Backend):
     def compile_function(self, fn, jit=False):
         return torch.compile(fn) if jit else fn
 
+    def distributed_engine(self, options):
+        """``torch.distributed`` (gloo on CPU, NCCL on CUDA): see
+        :mod:`unidl_torch.distributed`."""
+        from unidl_torch.distributed import TorchEngine
+
+        return TorchEngine(options, current_torch_device())
+
     def inference_function(self, fn):
         """``fn`` run under ``torch.no_grad()`` (the evaluation and prediction steps of
         ``Model``: nothing there is differentiated, so autograd records nothing)."""

@@ -30,6 +30,11 @@ class BackendEntry:
             ``fn(graph, path, **options)`` with the model's traced inference pass (an
             :class:`unidl.export.graph.Graph`). Declared here, at discovery, so finding a
             format imports no framework.
+        launcher: how ``unidl launch`` starts workers on this backend, as
+            ``"module:function"``, imported only then; called as ``fn(nproc, argv,
+            options)`` with the worker command line and a
+            :class:`unidl.distribute.launch.LaunchOptions`, returning the exit status.
+            Empty: ``unidl launch`` refuses the backend (it has no distributed engine).
     """
 
     name: str
@@ -39,6 +44,7 @@ class BackendEntry:
     description: str = ""
     plugin: str = ""
     exporters: dict[str, str] = field(default_factory=dict)
+    launcher: str = ""
 
     def installed_version(self) -> str | None:
         from importlib import metadata
@@ -186,6 +192,14 @@ class Backend:
         into every call of the compiled function. Layers that draw randomness on the host
         (Dropout with a seed, the augmentation layers) then use the backend's generator."""
         return False
+
+    def distributed_engine(self, options):
+        """capability: data-parallel training. An object with the methods of
+        :class:`unidl.distribute.engine.Engine` for this process's rank (the process group
+        joined as ``options`` say: a :class:`unidl.distribute.engine.EngineOptions`), or
+        None when the backend has no distributed engine (the default).
+        :class:`unidl.distribute.DataParallel` asks for it once."""
+        return None
 
     def inference_function(self, fn):
         """``fn`` wrapped to record no gradients (``Model``'s evaluation and prediction steps:

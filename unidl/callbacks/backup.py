@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from unidl.callbacks.base import Callback
+from unidl.callbacks.base import Callback, is_chief
 
 __all__ = ["BackupAndRestore"]
 
@@ -121,7 +121,10 @@ class BackupAndRestore(Callback):
 
     # -- saving -----------------------------------------------------------------------------
     def _save(self, epochs_done: int) -> None:
-        """Write the model file, then commit with ``backup.json``, then drop older files."""
+        """Write the model file, then commit with ``backup.json``, then drop older files
+        (data-parallel workers: only the chief writes; every worker restores)."""
+        if not is_chief(self.model):
+            return
         from unidl import __version__, current_backend
         from unidl import random as urandom
         from unidl.saving.files import atomic_write
@@ -149,6 +152,8 @@ class BackupAndRestore(Callback):
     def _delete(self) -> None:
         """Remove the backup (``backup.json`` first: no half backup is ever read), and
         ``backup_dir`` if that leaves it empty."""
+        if not is_chief(self.model):
+            return
         if not os.path.isdir(self.backup_dir):
             return
         if os.path.exists(self._state_path):

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-__all__ = ["Callback", "LambdaCallback", "History"]
+__all__ = ["Callback", "LambdaCallback", "History", "is_chief"]
+
+
+def is_chief(model=None) -> bool:
+    """Whether this process writes checkpoints and logs: rank 0 of ``model``'s
+    :class:`~unidl.distribute.DataParallel` strategy (or of the launched workers), or any
+    process that is not one of several workers."""
+    strategy = getattr(model, "_distribution", None)
+    if strategy is not None:
+        return strategy.is_chief
+    from unidl.distribute.strategy import is_chief as outside
+
+    return outside()
 
 
 class Callback:
-    """Base class: override any ``on_*`` method. ``self.model`` and ``self.params`` are set."""
+    """Base class: override any ``on_*`` method. ``self.model`` and ``self.params`` are set.
+
+    ``chief_only = True`` (the callbacks that write files or print) runs a callback only on
+    the chief worker (rank 0) of data-parallel training; see :func:`is_chief`.
+    """
+
+    chief_only = False
 
     def __init__(self):
         self.model = None

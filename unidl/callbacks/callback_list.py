@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unidl.callbacks.base import Callback
+from unidl.callbacks.base import Callback, is_chief
 from unidl.callbacks.progbar import ProgbarLogger
 
 __all__ = ["CallbackList"]
@@ -36,6 +36,9 @@ class CallbackList:
     def __init__(self, callbacks=None, model=None, history=None, verbose=1, epochs=1, steps=0,
                  mode="train", logs_observer=None):
         self.callbacks = list(callbacks or [])
+        if not is_chief(model):  # (another worker: rank 0 writes the files and prints)
+            self.callbacks = [cb for cb in self.callbacks if not cb.chief_only]
+            verbose = 0
         self._train_logs = _BatchLogs(logs_observer)
         self._test_logs = _BatchLogs()
         if history is not None:

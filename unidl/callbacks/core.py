@@ -85,6 +85,8 @@ class ModelCheckpoint(Callback):
         True
     """
 
+    chief_only = True  # (only rank 0 of data-parallel workers writes)
+
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=True, mode="auto", save_freq="epoch"):
         super().__init__()
@@ -254,6 +256,8 @@ class ReduceLROnPlateau(Callback):
 
 class CSVLogger(Callback):
     """Append each epoch's logs as a CSV row to ``filename``."""
+
+    chief_only = True  # (only rank 0 of data-parallel workers writes)
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()

@@ -93,6 +93,8 @@ class TensorBoard(Callback):
         'epoch'
     """
 
+    chief_only = True  # (only rank 0 of data-parallel workers writes)
+
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, update_freq="epoch",
                  **keras_options):
         super().__init__()

@@ -52,10 +52,13 @@ class TrainingMixin:
         self.steps_per_execution = 1
         self._loss_tracker = None
         self._steps = {}
+        self._distribution = None  # (a DataParallel strategy, see compile)
+        self._replicas = None  # (its engine when it has several workers)
+        self._replicas_synced = False
 
     # -- compile ----------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                jit_compile=False, run_eagerly=False, steps_per_execution=1):
+                jit_compile=False, run_eagerly=False, steps_per_execution=1, distribution=None):
         """Configure training.
 
         Args:
@@ -70,6 +73,10 @@ class TrainingMixin:
                 hooks and the progress bar run once per call: ``on_*_batch_begin`` with the
                 index of the group's first batch, ``on_*_batch_end`` with its last; the last
                 group of an epoch may be shorter.
+            distribution: a :class:`unidl.distribute.DataParallel` strategy (default: the
+                one whose ``scope()`` is entered, if any): ``fit`` and ``evaluate`` then
+                shard every batch over its workers and average the gradients; see
+                ``docs/distributed.md``.
         """
         from unidl import losses as _losses
         from unidl import metrics as _metrics
@@ -110,7 +117,19 @@ class TrainingMixin:
         self.run_eagerly = run_eagerly
         self.steps_per_execution = int(steps_per_execution)
         self._steps = {}
+        self._set_distribution(distribution)
         self.compiled = True
+
+    def _set_distribution(self, distribution):
+        from unidl.distribute import DataParallel, get_strategy
+
+        distribution = distribution if distribution is not None else get_strategy()
+        if distribution is not None and not isinstance(distribution, DataParallel):
+            raise TypeError(f"model {self.name!r}: distribution must be a unidl.distribute."
+                            f"DataParallel, got {type(distribution).__name__}")
+        self._distribution = distribution
+        self._replicas = distribution.engine if distribution is not None and \
+            distribution.world_size > 1 else None
 
     def _require_compiled(self, what):
         if self.compiled_loss is None or self.optimizer is None:
@@ -153,7 +172,13 @@ class TrainingMixin:
             (loss, y_pred), grads = variables_value_and_grad(loss_fn, variables)
         else:  # (differentiates the scaled loss, reports the loss)
             (_, (loss, y_pred)), grads = variables_value_and_grad(scaled(loss_fn), variables)
+        if self._replicas is not None:  # (the mean over the workers, in buckets)
+            grads = self._replicas.reduce_gradients(grads)
         self.optimizer.apply(grads, variables)
+        if self._replicas is not None:
+            from unidl.distribute.replicas import average_state
+
+            average_state(self, self._replicas)
         self._update_metrics(loss, y, y_pred, w)
         return loss
 
@@ -199,8 +224,10 @@ class TrainingMixin:
             raw = {"train": self._raw_train_step, "test": self._raw_test_step,
                    "predict": self._raw_predict_step, "train_batch": self._raw_train_batch,
                    "test_batch": self._raw_test_batch}[kind]
-            fn = raw
             training = kind in ("train", "train_batch")
+            if training and self._replicas is not None:
+                raw = _replicated(self._distribution, raw)
+            fn = raw
             # (host-drawn masks of deterministic mode would be frozen into a traced step)
             compile_ok = not self.run_eagerly and not (
                 training and urandom.is_deterministic() and be.compile_traces)
@@ -221,6 +248,11 @@ class TrainingMixin:
             self(x, training=False)
         if self.optimizer is not None and hasattr(self.optimizer, "build"):
             self.optimizer.build(self.trainable_weights)
+        if self._replicas is not None and not self._replicas_synced:
+            from unidl.distribute.replicas import broadcast_weights
+
+            broadcast_weights(self, self._replicas)  # (every worker starts from rank 0's)
+            self._replicas_synced = True
 
     def _grouped_step(self, kind, batch):
         """A callable running a list of ``(x, y, w)`` batches through the ``kind`` ("train"
@@ -241,7 +273,7 @@ class TrainingMixin:
         if key not in self._steps:
             step = self._step(kind)
             raw = {"train": self._raw_train_step, "test": self._raw_test_step}[kind]
-            if inspect.unwrap(step) == raw:
+            if inspect.unwrap(step) == raw or self._replicas is not None:
                 self._steps[key] = _looped(step)
             else:
                 self._steps[key] = _compiled_group(be, raw, kind == "train", treedef,
@@ -339,6 +371,7 @@ class TrainingMixin:
             validation_split=validation_split, validation_data=validation_data,
             validation_steps=validation_steps, validation_batch_size=validation_batch_size,
             epochs=epochs - initial_epoch, float_dtype=self.dtype)
+        train, val = self._sharded(train), self._sharded(val)
         try:
             return self._fit_epochs(train, val, epochs, verbose, callbacks, initial_epoch)
         finally:
@@ -374,6 +407,7 @@ class TrainingMixin:
                 warnings.warn(adapters.ran_out_message("fit", epoch), UserWarning,
                               stacklevel=3)
                 break
+            self._reduce_metrics()
             logs = self._logs(return_dict=True)
             if last >= 0:
                 watch(last, logs)
@@ -397,6 +431,21 @@ class TrainingMixin:
         self.history = history
         return history
 
+    def _sharded(self, adapter):
+        """``adapter`` giving this worker its rows of every batch (distributed), or itself."""
+        if adapter is None or self._replicas is None:
+            return adapter
+        from unidl.distribute.replicas import ShardedAdapter
+
+        return ShardedAdapter(adapter, self._replicas.rank, self._replicas.world_size)
+
+    def _reduce_metrics(self):
+        """The metrics summed over the workers (distributed; at the end of a loop)."""
+        if self._replicas is not None:
+            from unidl.distribute.replicas import reduce_metrics
+
+            reduce_metrics(self.metrics, self._replicas)
+
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  return_dict=False, callbacks=None, steps=None):
         """Loss and metrics over ``(x, y)``: ``[loss, *metrics]`` (a scalar if there are no
@@ -405,6 +454,7 @@ class TrainingMixin:
         self._require_compiled("evaluate")
         data = adapters.adapt(x, y, sample_weight, where="evaluate", batch_size=batch_size,
                               steps=steps, steps_name="steps", float_dtype=self.dtype)
+        data = self._sharded(data)
         try:
             logs, ran = self._evaluate_batches(data, verbose, callbacks)
         finally:
@@ -429,6 +479,7 @@ class TrainingMixin:
         with contextlib.closing(data.epoch()) as batches:
             _, last = self._run_steps("test", batches, cbs.on_test_batch_begin,
                                       cbs.on_test_batch_end)
+        self._reduce_metrics()
         logs = self._logs(return_dict=True)
         cbs.on_test_end(logs)
         return logs, last + 1
@@ -500,6 +551,18 @@ def _compiled(be, raw, kind, jit):
         return without_w(x, y) if w is None else with_w(x, y, w)
 
     return step
+
+
+def _replicated(strategy, raw):
+    """The train step ``raw`` run as one replica of ``strategy`` (its engine's replica
+    context; synchronized BatchNormalization finds the engine while it runs)."""
+    from unidl.distribute.strategy import running
+
+    def step(*args):
+        with running(strategy):
+            return raw(*args)
+
+    return strategy.engine.replica_step(step)
 
 
 def _looped(step):
