@@ -63,13 +63,15 @@ class TorchEngine(Engine):
             out = self._guard("an all-reduce inside the step (synchronized statistics)",
                               lambda: [_SumOverWorkers.apply(t) for t in tensors])
         else:
-            out = self._reduce_flat(list(tensors), "an all-reduce")
+            out = self._reduce_flat(list(tensors),
+                                    "an all-reduce (weights, metrics or a barrier)")
         return [o / self.world_size for o in out] if op == "mean" else out
 
     def reduce_gradients(self, grads):
         if self.world_size == 1:
             return list(grads)
-        return [g / self.world_size for g in self._reduce_flat(list(grads), "the gradients")]
+        summed = self._reduce_flat(list(grads), "the all-reduce of the gradients")
+        return [g / self.world_size for g in summed]
 
     def _reduce_flat(self, tensors, what):
         """Sum of ``tensors`` over the workers, flattened into buckets reduced

@@ -16,6 +16,7 @@ from unidl import dtypes as _dt
 from unidl import initializers as _initializers
 from unidl import ops
 from unidl import regularizers as _regularizers
+from unidl.distribute.strategy import active_engine
 from unidl.layers.base import Layer, LayerError
 from unidl.layers.core import autocast, check_ndim, serialize_initializer, serialize_regularizer
 
@@ -84,7 +85,8 @@ class BatchNormalization(Layer):
         self.gamma_regularizer = _regularizers.get(gamma_regularizer)
         self.beta_constraint = beta_constraint
         self.gamma_constraint = gamma_constraint
-        self.synchronized = bool(synchronized)  # single device: nothing to synchronize
+        # (statistics over every data-parallel worker's batch; one process: its own batch)
+        self.synchronized = bool(synchronized)
         self.gamma = self.beta = None
 
     def build(self, input_shape):
@@ -138,8 +140,12 @@ class BatchNormalization(Layer):
         if out_dtype in _HALF:
             x = ops.cast(x, "float32")
         if training and self.trainable:
-            mean = ops.mean(x, self._reduce)
-            variance = ops.var(x, self._reduce)
+            engine = active_engine() if self.synchronized else None
+            if engine is None:
+                mean = ops.mean(x, self._reduce)
+                variance = ops.var(x, self._reduce)
+            else:
+                mean, variance = _synced_moments(x, self._reduce, engine)
             self._update(mean, variance)
         else:
             mean, variance = self.moving_mean, self.moving_variance
@@ -164,6 +170,25 @@ class BatchNormalization(Layer):
                 "beta_constraint": self.beta_constraint,
                 "gamma_constraint": self.gamma_constraint,
                 "synchronized": self.synchronized}
+
+
+def _synced_moments(x, axes, engine):
+    """The mean and biased variance of ``x`` over ``axes`` and over every data-parallel
+    worker's batch (two all-reduces: the sums and counts, then the squared deviations from
+    the global mean), differentiable through the workers."""
+    count = 1
+    for axis in axes:
+        count *= ops.shape(x)[axis]
+    total, n = engine.all_reduce([ops.sum(x, axes),
+                                  ops.convert_to_tensor(float(count), ops.dtype(x))], "sum")
+    mean = ops.divide(total, n)
+    deviation = ops.subtract(x, ops.reshape(mean, _keep_dims(ops.shape(x), axes)))
+    (squares,) = engine.all_reduce([ops.sum(ops.multiply(deviation, deviation), axes)], "sum")
+    return mean, ops.divide(squares, n)
+
+
+def _keep_dims(shape, axes):
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
 
 
 class LayerNormalization(Layer):
