@@ -527,3 +527,11 @@ def test_layer_names_follow_keras_snake_case():
     assert {k: snake_case(k) for k in cases} == cases
     conv = layers.Conv2D(4, 3)
     assert conv.name.startswith("conv2d") and "conv2_d" not in conv.name
+
+
+def test_sequential_takes_an_input_first_as_keras():
+    with unidl.use_backend("numpy"):
+        model = unidl.Sequential([unidl.Input((5,)), layers.Dense(3), layers.Dense(2)])
+        assert model.built and model.count_params() == 5 * 3 + 3 + 3 * 2 + 2
+        with pytest.raises(TypeError, match="unidl.Input"):
+            unidl.Sequential([layers.Dense(3), unidl.Input((5,))])

@@ -27,9 +27,21 @@ class Sequential(Model):
             self.add(layer)
 
     def add(self, layer) -> None:
-        """Append a layer (building the model at once if the first layer knows its input)."""
+        """Append a layer (building the model at once if the first layer knows its input).
+
+        As in Keras, the first item may be ``unidl.Input(shape)`` instead of a layer: it
+        gives the first layer its input shape."""
+        from unidl.models.functional import SymbolicTensor
+
+        if isinstance(layer, SymbolicTensor) and layer.producer is None and not self._stack:
+            self._input_shape_given = tuple(layer.shape)
+            return
         if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add expects a Layer, got {type(layer).__name__}")
+            raise TypeError(f"Sequential.add expects a Layer (or unidl.Input(shape) first), "
+                            f"got {type(layer).__name__}")
+        given = getattr(self, "_input_shape_given", None)
+        if given is not None and not self._stack and layer._batch_input_shape is None:
+            layer._batch_input_shape = given
         self._stack.append(layer)
         self._track(layer)
         self.built = False
