@@ -47,13 +47,10 @@ def _worker_envs(backend: str, world: int) -> list[dict]:
 
 
 def _needs(backend):
-    pytest.importorskip(backend)
-    if backend == "tensorflow":
-        from unidl.backend.registry import get_backend
-        from unidl_tensorflow.backend import TensorFlowBackend
-        if TensorFlowBackend.distributed_engine is unidl.backend.Backend.distributed_engine:
-            pytest.skip("the tensorflow engine is not built")
-        del get_backend
+    import importlib.util
+
+    if importlib.util.find_spec(backend) is None:  # (not imported here: workers do that)
+        pytest.skip(f"{backend} is not installed")
 
 
 #: the worker program: an MLP trained for EPOCHS epochs under DataParallel; a worker whose

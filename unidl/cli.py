@@ -1,4 +1,5 @@
-"""The ``unidl`` command: ``unidl backends``, ``unidl conformance``, ``unidl ops``."""
+"""The ``unidl`` command: ``unidl backends``, ``unidl conformance``, ``unidl ops``,
+``unidl launch``."""
 
 from __future__ import annotations
 
@@ -182,6 +183,70 @@ def _add_serve_parser(sub) -> None:
     s.set_defaults(func=_cmd_serve)
 
 
+def _cmd_launch(args) -> int:
+    from unidl.distribute.launch import LaunchOptions, launch
+    from unidl.errors import BackendNotFoundError, DistributedError
+
+    if args.program is None:
+        print("unidl launch: error: no script given (unidl launch [options] script.py "
+              "[args...], or -m module [args...])", file=sys.stderr)
+        return 2
+    workers = tuple(w.strip() for w in (args.workers or "").split(",") if w.strip())
+    options = LaunchOptions(nproc=args.nproc, timeout=args.timeout, nnodes=args.nnodes,
+                            node_rank=args.node_rank, master_addr=args.master_addr,
+                            master_port=args.master_port, workers=workers,
+                            backend=args.backend, module=args.module)
+    try:
+        return launch(args.nproc, [args.program, *args.args], options)
+    except (DistributedError, BackendNotFoundError) as exc:
+        message = str(exc).removeprefix("unidl launch: ")
+        print(f"unidl launch: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _add_launch_parser(sub) -> None:
+    s = sub.add_parser(
+        "launch", help="run a script on N data-parallel workers (DataParallel)",
+        usage="unidl launch [options] script.py [args...] | -m module [args...]",
+        description="Start NPROC workers running the script (with its arguments: everything "
+                    "after it goes to the script) on the backend's own distributed runtime "
+                    "(the backend's launcher: torchrun on torch, TF_CONFIG clusters on "
+                    "tensorflow). Worker output lines are prefixed [rank N]. When a worker "
+                    "fails, the others get --timeout seconds to end, then are stopped, and one "
+                    "line names the rank that failed first. Exit status: 0 when every worker "
+                    "succeeded, else the failed worker's (128+N for signal N); 2 for a usage "
+                    "error. Several machines: run it on each with --nnodes and --node-rank, "
+                    "plus --master-addr/--master-port (torch) or --workers (tensorflow).")
+    s.add_argument("--nproc", type=_at_least(1), default=1, metavar="N",
+                   help="workers on this machine (default 1)")
+    s.add_argument("--backend", help="backend (default: $UNIDL_BACKEND, else the default "
+                                     "backend); it needs a distributed engine")
+    s.add_argument("--timeout", type=_at_least(0.001, float), default=30.0, metavar="S",
+                   help="seconds the other workers get to end after one failed, before they "
+                        "are stopped (default 30)")
+    s.add_argument("--nnodes", type=_at_least(1), default=1, metavar="N",
+                   help="machines taking part (default 1)")
+    s.add_argument("--node-rank", type=_at_least(0), default=0, metavar="I",
+                   help="this machine's index among --nnodes (default 0); it runs ranks "
+                        "I*NPROC .. I*NPROC+NPROC-1")
+    s.add_argument("--master-addr", default="127.0.0.1", metavar="HOST",
+                   help="rank 0's machine, where the workers meet (rendezvous backends such as "
+                        "torch; default 127.0.0.1)")
+    s.add_argument("--master-port", type=_at_least(1), default=None, metavar="PORT",
+                   help="port of that meeting point (default: a free one; required with "
+                        "--nnodes > 1)")
+    s.add_argument("--workers", metavar="HOST:PORT,...",
+                   help="every worker's address in rank order, NNODES*NPROC of them, the same "
+                        "on each machine (backends configured by an address list such as "
+                        "tensorflow's TF_CONFIG; default: free loopback ports)")
+    s.add_argument("-m", "--module", action="store_true",
+                   help="run a module (python -m MODULE) instead of a script")
+    s.add_argument("program", nargs="?", metavar="script.py", help="the worker script "
+                   "(or module with -m)")
+    s.add_argument("args", nargs=argparse.REMAINDER, help="the script's arguments")
+    s.set_defaults(func=_cmd_launch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from unidl import __version__
 
@@ -234,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="list every op of the spec (signature, kind, ONNX name)")
     o.set_defaults(func=_cmd_ops)
     _add_serve_parser(sub)
+    _add_launch_parser(sub)
     from unidl.efficiency import add_parser as add_efficiency_parser  # unidl efficiency
 
     add_efficiency_parser(sub)

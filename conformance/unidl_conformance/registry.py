@@ -14,6 +14,7 @@ _TABLE = {
     "layer": ("unidl_conformance.layers", "layer_cases", "run_layer"),
     "training": ("unidl_conformance.training", "training_cases", "run_training"),
     "metric": ("unidl_conformance.metrics", "metric_cases", "run_metric"),
+    "distributed": ("unidl_conformance.distributed", "distributed_cases", "run_distributed"),
 }
 CHECKS = tuple(_TABLE)
 

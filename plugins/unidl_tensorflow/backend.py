@@ -76,6 +76,10 @@ class TensorFlowBackend(Backend):
     def __init__(self):
         super().__init__()
         _configure_logical_cpus()
+        # (before any tensor: collective ops are configured before TensorFlow initializes)
+        from unidl_tensorflow.distributed import prepare_at_load
+
+        prepare_at_load()
         self.tensor_types = _tensor_classes()
         self.kernels = dict(all_kernels())
 
@@ -83,8 +87,13 @@ class TensorFlowBackend(Backend):
         return tf.__version__
 
     def devices(self):
-        out = []
+        from unidl_tensorflow.distributed import local_device_prefix
+
+        out, local = [], local_device_prefix()  # (a cluster worker: not the others' devices)
         for d in tf.config.list_logical_devices():
+            if local is not None and d.name.startswith("/job:") and \
+                    not d.name.startswith(local):
+                continue
             kind, idx = d.device_type, int(d.name.rsplit(":", 1)[-1])
             if kind == "CPU":
                 out.append("cpu" if idx == 0 else f"cpu:{idx}")
@@ -196,6 +205,13 @@ class TensorFlowBackend(Backend):
         finally:
             tf.config.experimental.enable_tensor_float_32_execution(was)
 
+    def distributed_engine(self, options):
+        """``tf.distribute.MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG``
+        (made when the backend loaded): see :mod:`unidl_tensorflow.distributed`."""
+        from unidl_tensorflow.distributed import TensorFlowEngine, made_strategy
+
+        return TensorFlowEngine(options, made_strategy() if options.world_size > 1 else None)
+
     def compile_function(self, fn, jit=False):
         # unidl code uses only Python control flow: autograph would only slow tracing down
         return _Dispatch(tf.function(fn, jit_compile=bool(jit), reduce_retracing=True,
@@ -228,12 +244,20 @@ class _Dispatch:
                     key = None
                     break
                 key.append((a.dtype, tuple(a.shape)))
-        if key is not None:
-            key = tuple(key)
-            concrete = self.concrete.get(key)
-            if concrete is not None:
-                return concrete(*args)
-        out = self.function(*args, **kwargs)
+        try:
+            if key is not None:
+                key = tuple(key)
+                concrete = self.concrete.get(key)
+                if concrete is not None:
+                    return concrete(*args)
+            out = self.function(*args, **kwargs)
+        except tf.errors.OpError as exc:  # (a collective failed: a worker died)
+            from unidl_tensorflow.distributed import collective_failure
+
+            error = collective_failure(exc)
+            if error is None:
+                raise
+            raise error from None
         if key is not None and len(self.concrete) < 32:
             try:
                 self.concrete[key] = self.function.get_concrete_function(*args)

@@ -19,7 +19,8 @@ def unidl_register_backends():
                          extra="tensorflow",
                          description="TensorFlow eager and tf.function, with tf.GradientTape",
                          exporters={"tf_saved_model":
-                                    "unidl_tensorflow.export:export_saved_model"})]
+                                    "unidl_tensorflow.export:export_saved_model"},
+                         launcher="unidl_tensorflow.launch:launch_tensorflow")]
 
 
 @hookimpl

@@ -16,7 +16,8 @@ def _load():
 def unidl_register_backends():
     return [BackendEntry(name="torch", load=_load, distributions=("torch",), extra="torch",
                          description="PyTorch eager, with torch.autograd",
-                         exporters={"torch": "unidl_torch.export:export_torch"})]  # .pt2
+                         exporters={"torch": "unidl_torch.export:export_torch"},  # .pt2
+                         launcher="unidl_torch.launch:launch_torch")]  # torchrun
 
 
 @hookimpl
