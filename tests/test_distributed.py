@@ -82,8 +82,12 @@ SCRIPT = textwrap.dedent("""
     callbacks = [Die()]
     if os.environ.get("BACKUP"):
         callbacks.append(unidl.callbacks.BackupAndRestore(os.environ["BACKUP"]))
-    history = model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=0,
-                        callbacks=callbacks)
+    if os.environ.get("SOURCE") == "dataset":  # (a unidl.data pipeline: 96 = 3 batches of 30 + 6)
+        data = unidl.data.Dataset.from_tensor_slices((x, y)).shuffle(96, seed=1).batch(30)
+        history = model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks)
+    else:
+        history = model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=0,
+                            callbacks=callbacks)
     np.savez(os.path.join(out, f"rank{strategy.rank}.npz"), *model.get_weights(),
              loss=np.array(history.history["loss"]))
     print("DONE", strategy.rank, flush=True)
@@ -104,17 +108,19 @@ def _launch(backend, tmp_path, epochs, extra_env=None, world=2, wait=120):
     return [p.returncode for p in procs], outputs, time.monotonic() - start, out
 
 
-@pytest.mark.parametrize("backend", ENGINES)
-def test_two_workers_match_each_other_and_one_process(backend, tmp_path):
+@pytest.mark.parametrize("backend,source", [("torch", "arrays"), ("tensorflow", "arrays"),
+                                            ("torch", "dataset")])
+def test_two_workers_match_each_other_and_one_process(backend, source, tmp_path):
+    """Arrays, and a unidl.data.Dataset whose last batch (6 samples) splits 3 + 3."""
     _needs(backend)
-    codes, outputs, _, out = _launch(backend, tmp_path, epochs=2)
+    codes, outputs, _, out = _launch(backend, tmp_path, epochs=2, extra_env={"SOURCE": source})
     assert codes == [0, 0], outputs
     ranks = [np.load(out / f"rank{r}.npz") for r in range(2)]
     for key in ranks[0].files:
         np.testing.assert_array_equal(ranks[0][key], ranks[1][key])
     single = tmp_path / "single"
     single.mkdir()
-    env = {**os.environ, "UNIDL_BACKEND": backend}
+    env = {**os.environ, "UNIDL_BACKEND": backend, "SOURCE": source}
     subprocess.run([sys.executable, str(tmp_path / "worker.py"), str(single), "2"], env=env,
                    check=True, capture_output=True, cwd=REPO)
     one = np.load(single / "rank0.npz")
