@@ -231,3 +231,51 @@ def test_only_the_chief_runs_the_writing_callbacks():
     cbs = CallbackList([keep, CSVLogger("x.csv"), ModelCheckpoint("m.weights.safetensors")],
                        model=FakeModel(), verbose=1)
     assert cbs.callbacks == [keep]
+
+
+OVERLAP = textwrap.dedent("""
+    import traceback
+    import numpy as np
+    import unidl
+    from unidl import layers
+    from unidl.distribute import DataParallel
+    import unidl_torch.distributed as engine
+
+    started = []
+    launch = engine._OverlappedStep._launch_ready
+
+    def recorded(self):
+        before = self.launched
+        launch(self)
+        if self.launched > before:
+            inside = any(f.name == "ready" for f in traceback.extract_stack())
+            started.append("backward" if inside else "after")
+
+    engine._OverlappedStep._launch_ready = recorded
+    unidl.random.set_seed(1)
+    strategy = DataParallel(timeout=30, bucket_mb=0.01)
+    x = np.random.default_rng(0).normal(size=(64, 20)).astype("float32")
+    y = np.arange(64) % 3
+    with strategy.scope():
+        model = unidl.Sequential([unidl.Input((20,)), layers.Dense(64, activation="relu"),
+                                  layers.Dense(64, activation="relu"),
+                                  layers.Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    print("STARTED", started)
+""")
+
+
+def test_torch_buckets_start_during_the_backward_pass(tmp_path):
+    """As DDP: with 10 KB buckets the MLP's gradients make 3 buckets per step, each started
+    from the gradient hooks while the backward pass still runs (2 steps: 6 buckets)."""
+    _needs("torch")
+    script = tmp_path / "overlap.py"
+    script.write_text(OVERLAP)
+    procs = [subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd=REPO)
+             for env in _worker_envs("torch", 2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    for out in outputs:
+        assert "STARTED ['backward', 'backward', 'backward', 'backward', 'backward', " \
+               "'backward']" in out, out

@@ -55,6 +55,9 @@ class TorchBackend(Backend):
         from unidl_torch.optimizers import OPTIMIZER_KERNELS
 
         self.optimizer_kernels = dict(OPTIMIZER_KERNELS)
+        #: set by the distributed engine for one train step: called with the leaves of the
+        #: next first-order vjp so it can hook them (gradient buckets reduced during backward)
+        self.leaf_hook = None
 
     def version(self):
         return torch.__version__
@@ -124,6 +127,9 @@ class TorchBackend(Backend):
         leaves = [(p.view_as(p) if p.requires_grad and create_graph
                    else p.detach().requires_grad_(True))
                   if p.is_floating_point() else p for p in primals]
+        hook, self.leaf_hook = self.leaf_hook, None
+        if hook is not None and not create_graph:
+            hook(leaves)
         with torch.enable_grad():
             out = fn(*leaves)
 
@@ -184,7 +190,7 @@ class TorchBackend(Backend):
         :mod:`unidl_torch.distributed`."""
         from unidl_torch.distributed import TorchEngine
 
-        return TorchEngine(options, current_torch_device())
+        return TorchEngine(options, current_torch_device(), self)
 
     def inference_function(self, fn):
         """``fn`` run under ``torch.no_grad()`` (the evaluation and prediction steps of

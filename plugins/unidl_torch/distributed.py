@@ -2,10 +2,13 @@
 CPU, NCCL on CUDA), joined from the environment ``torchrun`` sets (``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, ``LOCAL_RANK``).
 
-Gradients are averaged as DDP does, in buckets: the gradients are flattened into buffers of
-about ``bucket_bytes``, every bucket's all-reduce is started asynchronously, then all are
-awaited. (unidl's train step takes its gradients from ``torch.autograd.grad`` over leaves
-made for that step, so the buckets start after the backward pass rather than during it.)
+Gradients are averaged as DDP does, in buckets overlapped with the backward pass: for each
+train step (:meth:`TorchEngine.replica_step`) the engine hooks the leaves the backend makes
+for the step's vjp; as the backward pass produces the gradients (the last layers' first),
+each bucket of about ``bucket_bytes`` whose gradients are all there is flattened and its
+all-reduce started asynchronously, in bucket order (the same on every worker); the step
+then waits for them (:meth:`TorchEngine.reduce_gradients`), starting any bucket a gradient
+never reached (an unused variable: its zeros).
 A collective that fails (a worker died) or times out raises
 :class:`unidl.errors.DistributedError` naming the rank, the world and what was reduced.
 """
@@ -26,13 +29,15 @@ __all__ = ["TorchEngine"]
 
 
 class TorchEngine(Engine):
-    def __init__(self, options, device: str = "cpu"):
+    def __init__(self, options, device: str = "cpu", backend=None):
         self.rank, self.world_size = options.rank, options.world_size
         self.timeout = options.timeout
         self.bucket_bytes = max(1, options.bucket_bytes)
         self.backend = "nccl" if device.startswith("cuda") else "gloo"
         self.description = f"torch.distributed ({self.backend})"
         self._owned = False
+        self._backend = backend
+        self._step = None  # (the _OverlappedStep of the train step running now)
         if self.world_size > 1 and not dist.is_initialized():
             self._join()
 
@@ -67,10 +72,32 @@ class TorchEngine(Engine):
                                     "an all-reduce (weights, metrics or a barrier)")
         return [o / self.world_size for o in out] if op == "mean" else out
 
+    def replica_step(self, fn):
+        """``fn`` with its gradients' buckets reduced during its backward pass (eager steps;
+        inside ``torch.compile`` the reduction runs after the backward pass)."""
+        if self.world_size == 1 or self._backend is None:
+            return fn
+
+        def step(*args):
+            if torch.compiler.is_compiling():
+                return fn(*args)
+            self._step = _OverlappedStep(self)
+            self._backend.leaf_hook = self._step.attach
+            try:
+                return fn(*args)
+            finally:
+                self._backend.leaf_hook, self._step = None, None
+
+        return step
+
     def reduce_gradients(self, grads):
         if self.world_size == 1:
             return list(grads)
-        summed = self._reduce_flat(list(grads), "the all-reduce of the gradients")
+        step, what = self._step, "the all-reduce of the gradients"
+        if step is not None and step.attached(grads):
+            summed = self._guard(what, lambda: step.finish(grads))
+        else:
+            summed = self._reduce_flat(list(grads), what)
         return [g / self.world_size for g in summed]
 
     def _reduce_flat(self, tensors, what):
@@ -114,6 +141,68 @@ class TorchEngine(Engine):
                 dist.destroy_process_group()
             except Exception:  # (at exit, after a failed peer: nothing left to close)
                 pass
+
+
+class _OverlappedStep:
+    """One train step's gradient buckets, started from the leaves' gradient hooks."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.leaves, self.buckets, self.grads, self.works = [], [], {}, []
+        self.missing, self.launched = [], 0
+        self.failure = None
+
+    def attach(self, leaves):
+        self.leaves = list(leaves)
+        self.buckets = _buckets(self.leaves, self.engine.bucket_bytes)
+        self.buckets = [[i for i in b if self.leaves[i].requires_grad] for b in self.buckets]
+        self.buckets = [b for b in self.buckets if b]
+        self.missing = [len(b) for b in self.buckets]
+        where = {i: k for k, b in enumerate(self.buckets) for i in b}
+        for i, leaf in enumerate(self.leaves):
+            if i in where:
+                leaf.register_hook(self._hook(i, where[i]))
+
+    def attached(self, grads) -> bool:
+        return bool(self.buckets) and len(grads) == len(self.leaves)
+
+    def _hook(self, i, k):
+        def ready(grad):
+            self.grads[i] = grad
+            self.missing[k] -= 1
+            if self.missing[k] == 0 and self.failure is None:
+                try:
+                    self._launch_ready()
+                except Exception as exc:  # (raised again, named, by finish)
+                    self.failure = exc
+        return ready
+
+    def _launch_ready(self):
+        while self.launched < len(self.buckets) and self.missing[self.launched] <= 0:
+            members = self.buckets[self.launched]
+            flat = torch.cat([self.grads[i].detach().reshape(-1) for i in members])
+            self.works.append((members, flat, dist.all_reduce(flat, async_op=True)))
+            self.launched += 1
+
+    def finish(self, grads):
+        """The summed gradients (``grads`` fills any a hook never saw)."""
+        if self.failure is not None:
+            raise self.failure
+        for k, members in enumerate(self.buckets):
+            for i in members:
+                if i not in self.grads:
+                    self.grads[i] = grads[i]
+                    self.missing[k] -= 1
+        self._launch_ready()
+        out = list(grads)
+        for members, flat, work in self.works:
+            work.wait()
+            offset = 0
+            for i in members:
+                n = grads[i].numel()
+                out[i] = flat[offset:offset + n].view_as(grads[i])
+                offset += n
+        return out
 
 
 class _SumOverWorkers(torch.autograd.Function):
