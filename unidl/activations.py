@@ -135,8 +135,13 @@ def mish(x):
 
 
 def softmax(x, axis=-1):
-    """Softmax along ``axis``."""
-    return ops.softmax(x, axis)
+    """Softmax along ``axis`` (the cross-entropy losses then use ``x``, the logits: see
+    :mod:`unidl.logits`)."""
+    from unidl.logits import remember_softmax
+
+    y = ops.softmax(x, axis)
+    remember_softmax(y, x, axis)
+    return y
 
 
 def log_softmax(x, axis=-1):

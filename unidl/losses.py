@@ -56,9 +56,23 @@ def _float_like(y_true, y_pred):
         else y_true
 
 
+def _logits_if_softmax(y_pred, from_logits, axis):
+    """``(logits, True)`` when ``y_pred`` are probabilities straight from a softmax, else
+    the arguments as given."""
+    if not from_logits:
+        from unidl.logits import softmax_logits
+
+        logits = softmax_logits(y_pred, axis)
+        if logits is not None:
+            return logits, True
+    return y_pred, from_logits
+
+
 # -- per-example loss functions ------------------------------------------------------------------
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
-    """Per-example cross-entropy of integer labels against probabilities or logits."""
+    """Per-example cross-entropy of integer labels against probabilities or logits (the
+    logits behind a softmax output when there are: :mod:`unidl.logits`)."""
+    y_pred, from_logits = _logits_if_softmax(y_pred, from_logits, axis)
     y_true = ops.convert_to_tensor(y_true)
     if _dt.is_float(ops.dtype(y_true)):
         y_true = ops.cast(y_true, "int64")
@@ -69,7 +83,9 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Per-example cross-entropy of one-hot (or soft) targets."""
+    """Per-example cross-entropy of one-hot (or soft) targets (from the logits behind a
+    softmax output when there are: :mod:`unidl.logits`)."""
+    y_pred, from_logits = _logits_if_softmax(y_pred, from_logits, axis)
     y_true = _float_like(y_true, y_pred)
     if label_smoothing:
         n = ops.shape(y_pred)[axis]
