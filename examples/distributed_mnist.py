@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mnist_real import find_data  # noqa: E402
+from mnist_real import find_data, keras_mlp  # noqa: E402
 
 
 def main():
@@ -29,21 +29,13 @@ def main():
     path = find_data(args.data)
 
     import unidl
-    from unidl import layers
     from unidl.distribute import DataParallel
 
     strategy = DataParallel()
     (x_train, y_train), (x_test, y_test) = unidl.datasets.mnist.load_data(path, split=0.2)
     unidl.random.set_seed(0)
-    with strategy.scope():
-        model = unidl.Sequential([
-            layers.Flatten(input_shape=(28, 28)),
-            layers.Dense(128, activation="relu"),
-            layers.Dropout(0.2),
-            layers.Dense(10, activation="softmax"),
-        ])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+    with strategy.scope():  # (the model, and its compile, use the strategy)
+        model = keras_mlp()
     model.fit(x_train / 255.0, y_train, epochs=args.epochs, batch_size=args.batch_size,
               verbose=2)
     loss, accuracy = model.evaluate(x_test / 255.0, y_test, verbose=0)

@@ -47,6 +47,22 @@ def find_data(data_arg):
              "Pass --data DIR or set UNIDL_DATA_DIR.")
 
 
+def keras_mlp():
+    """The seed's Keras MNIST MLP, compiled (Adam, sparse categorical cross-entropy)."""
+    import unidl
+    from unidl import layers
+
+    model = unidl.Sequential([
+        layers.Flatten(input_shape=(28, 28)),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.2),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", metavar="DIR", help="directory holding the MNIST test set")
@@ -57,19 +73,11 @@ def main():
     path = find_data(args.data)
 
     import unidl
-    from unidl import layers
     from unidl.utils import save_training_pictures
 
     (x_train, y_train), (x_test, y_test) = unidl.datasets.mnist.load_data(path, split=0.2)
     unidl.random.set_seed(0)
-    model = unidl.Sequential([
-        layers.Flatten(input_shape=(28, 28)),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(0.2),
-        layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras_mlp()
     history = model.fit(x_train / 255.0, y_train, epochs=args.epochs, batch_size=32, verbose=2)
     loss, accuracy = model.evaluate(x_test / 255.0, y_test, verbose=0)
     print(f"backend={unidl.backend_name()} MNIST (8,000 train / 2,000 test from {path}) "

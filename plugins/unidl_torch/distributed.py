@@ -110,15 +110,7 @@ class TorchEngine(Engine):
             for members in buckets:
                 flat = torch.cat([tensors[i].detach().reshape(-1) for i in members])
                 pending.append((members, flat, dist.all_reduce(flat, async_op=True)))
-            out = [None] * len(tensors)
-            for members, flat, work in pending:
-                work.wait()
-                offset = 0
-                for i in members:
-                    n = tensors[i].numel()
-                    out[i] = flat[offset:offset + n].view_as(tensors[i])
-                    offset += n
-            return out
+            return _awaited(pending, tensors, [None] * len(tensors))
 
         return self._guard(what, run)
 
@@ -194,15 +186,21 @@ class _OverlappedStep:
                     self.grads[i] = grads[i]
                     self.missing[k] -= 1
         self._launch_ready()
-        out = list(grads)
-        for members, flat, work in self.works:
-            work.wait()
-            offset = 0
-            for i in members:
-                n = grads[i].numel()
-                out[i] = flat[offset:offset + n].view_as(grads[i])
-                offset += n
-        return out
+        return _awaited(self.works, grads, list(grads))
+
+
+def _awaited(pending, like, out):
+    """``out`` with each bucket's reduced values put back in place: ``pending`` holds
+    ``(member indices, flat buffer, work)``, waited for in order; ``like[i]`` gives member
+    ``i``'s shape."""
+    for members, flat, work in pending:
+        work.wait()
+        offset = 0
+        for i in members:
+            n = like[i].numel()
+            out[i] = flat[offset:offset + n].view_as(like[i])
+            offset += n
+    return out
 
 
 class _SumOverWorkers(torch.autograd.Function):
