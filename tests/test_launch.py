@@ -219,9 +219,6 @@ def test_tensorflow_cluster_over_several_machines():
 
 
 @needs_tf
-@pytest.mark.skipif(find_spec("unidl_tensorflow.distributed") is None,
-                    reason="the TensorFlow distributed engine (unidl_tensorflow.distributed) "
-                           "is not written yet")
 def test_tensorflow_two_workers_reduce_together(tmp_path):
     done, _ = _launch("--backend", "tensorflow", "--nproc", "2", "--timeout", "60",
                       _script(tmp_path, ALL_REDUCE), timeout=240)
