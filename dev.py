@@ -27,6 +27,8 @@ VENV = ROOT / ".venv"
 #: the CPU build of PyTorch this project pins (the wheel on the build machines)
 TORCH = os.environ.get("UNIDL_TORCH", "torch==2.13.0")
 STAMP = VENV / ".unidl-setup"
+#: the JAX backend: its own distribution (unidl-jax), installed like any third-party backend
+JAX_PLUGIN = "plugins/unidl_jax"
 CI_STEPS = ("setup", "backends", "lint", "conformance", "tests")
 
 
@@ -36,6 +38,7 @@ def venv_python() -> Path:
 
 def _setup_key() -> str:
     text = (ROOT / "pyproject.toml").read_bytes() + TORCH.encode() + sys.version.encode()
+    text += (ROOT / JAX_PLUGIN / "pyproject.toml").read_bytes()
     return hashlib.sha256(text).hexdigest()
 
 
@@ -54,7 +57,7 @@ def setup() -> Path:
             sys.exit("dev.py: could not create .venv (on Debian/Ubuntu: apt install "
                      "python3-venv)")
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    for args in (["-q", TORCH], ["-q", "-e", ".[all,dev]"]):
+    for args in (["-q", TORCH], ["-q", "-e", ".[all,dev]"], ["-q", "-e", f"./{JAX_PLUGIN}"]):
         if _run([python, "-m", "pip", "install", *args], env=env) != 0:
             sys.exit(f"dev.py: pip install {' '.join(args[1:])} failed (see above)")
     STAMP.write_text(_setup_key())

@@ -40,7 +40,7 @@ def test_import_is_lazy():
         from unidl import ops
         ops.add(ops.ones((2,)), 1.0)
         unidl.list_backends(load=False)
-        heavy = [m for m in ("torch", "tensorflow") if m in sys.modules]
+        heavy = [m for m in ("torch", "tensorflow", "jax") if m in sys.modules]
         print("HEAVY", heavy)
     """, env={"UNIDL_BACKEND": "numpy"})
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -192,6 +192,7 @@ def get_backend(name: str) -> Backend:
         for extra in plugin_manager().hook.unidl_backend_kernels(backend_name=name):
             if extra:
                 be.kernels.update(extra)
+        import unidl.ops  # noqa: F401  (the spec first: binding and the spec import each other)
         from unidl.backend.binding import bind
 
         bind(be)
