@@ -33,8 +33,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BACKENDS = ("numpy", "torch", "tensorflow")
-KERAS_BACKENDS = ("torch", "tensorflow")
+BACKENDS = ("numpy", "torch", "tensorflow", "jax")
+KERAS_BACKENDS = ("torch", "tensorflow", "jax")
 MODEL_NAMES = {"mlp": "MNIST MLP", "cnn": "small CNN", "lstm": "LSTM classifier"}
 
 # targets of the benchmarks issue: (suite, backend, model, kind) -> max ratio
@@ -308,7 +308,8 @@ def main(argv=None):
         args.repeats = 3 if args.quick else 16
     if args.block_s is None:
         args.block_s = 0.04 if args.quick else 0.1
-    frameworks = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow"}
+    frameworks = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow",
+                  "jax": "unidl_jax"}
     backends = args.backend or [b for b in BACKENDS if _installed(frameworks[b])]
     t0 = time.perf_counter()
     report = {"machine": machine(), "quick": args.quick, "args": vars(args), "workers": []}

@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import check_close, interleaved, make_data  # noqa: E402
 from models import build_keras, build_unidl, unidl_steps  # noqa: E402
 
-NATIVE = {"torch": "native_torch", "tensorflow": "native_tf", "numpy": "native_numpy"}
+NATIVE = {"torch": "native_torch", "tensorflow": "native_tf", "numpy": "native_numpy",
+          "jax": "native_jax"}
 
 
 def _log(msg):
@@ -51,6 +52,10 @@ def _versions(backend):
         import tensorflow as tf
 
         out["tensorflow"] = tf.__version__
+    if backend == "jax" or "jax" in sys.modules:
+        import jax
+
+        out["jax"] = jax.__version__
     if "keras" in sys.modules:
         import keras
 

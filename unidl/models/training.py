@@ -503,12 +503,20 @@ class TrainingMixin:
         return tree.unflatten(treedef, joined)
 
     def _predict_batches(self, batches):
-        outs, step = [], None
+        """Each batch's outputs as NumPy arrays. A batch is read back after the next one
+        has been started, so a backend that dispatches asynchronously (JAX, CUDA) computes
+        the next batch while this one is copied to the host."""
+        outs, step, pending = [], None, None
         for xb, _, _ in batches:
             if step is None:
                 self._ensure_built(xb)
                 step = self._step("predict")
-            outs.append(tree.map_structure(ops.to_numpy, step(xb)))
+            out = step(xb)
+            if pending is not None:
+                outs.append(tree.map_structure(ops.to_numpy, pending))
+            pending = out
+        if pending is not None:
+            outs.append(tree.map_structure(ops.to_numpy, pending))
         return outs
 
     def __call__(self, inputs, *args, **kwargs):
