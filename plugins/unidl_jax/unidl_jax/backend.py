@@ -93,6 +93,10 @@ class JaxBackend(Backend):
 
     def convert(self, value, dtype=None):
         nd = DTYPES[dtype] if dtype is not None else None
+        if value.__class__ is np.ndarray and value.dtype.kind in "fiub":  # (a batch)
+            if nd is not None and value.dtype != nd:
+                value = value.astype(nd)  # (cast on the host: no eager device op)
+            return _put(jnp.asarray(value))
         if isinstance(value, self.tensor_types):
             return value if nd is None or value.dtype == nd else value.astype(nd)
         if nd is None:
