@@ -1,4 +1,4 @@
-"""The same unidl.ops code on NumPy, PyTorch and TensorFlow.
+"""The same unidl.ops code on every installed backend (NumPy, PyTorch, TensorFlow, JAX...).
 
 Run:  python examples/ops_on_every_backend.py
 (or select one backend for a whole program: UNIDL_BACKEND=torch python my_program.py)

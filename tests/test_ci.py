@@ -93,4 +93,5 @@ def test_setup_reuses_a_venv_made_from_the_same_pyproject(tmp_path, monkeypatch)
     (venv / ".unidl-setup").write_text("made from an older pyproject.toml")
     dev.setup()
     installs = [c for c in calls if "install" in c]
-    assert [c[-1] for c in installs] == [dev.TORCH, ".[all,dev]"]  # torch pinned, first
+    # torch pinned, first; then unidl; then the JAX backend, a distribution of its own
+    assert [c[-1] for c in installs] == [dev.TORCH, ".[all,dev]", f"./{dev.JAX_PLUGIN}"]

@@ -11,6 +11,7 @@ import tempfile
 import numpy as np
 import pytest
 
+import unidl
 from tests.conftest import BACKENDS, ROOT
 from unidl.utils._common import matplotlib_available
 
@@ -96,9 +97,11 @@ def test_text_classifier_example(backend, tmp_path):
 
 def test_ops_example_runs_on_every_backend():
     out = run_example("ops_on_every_backend.py", "numpy")
-    for name in BACKENDS:
+    installed = [b.name for b in unidl.list_backends() if b.error is None]  # (jax too)
+    for name in installed:
         assert name in out
-    assert out.count("matmul:") == len(BACKENDS)
+    assert set(BACKENDS) <= set(installed)
+    assert out.count("matmul:") == len(installed)
 
 
 def test_training_loop_with_ops_on_every_backend():
