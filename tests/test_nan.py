@@ -95,6 +95,13 @@ OPS = {
     "min": (lambda x: ops.min(x, axis=1),
             lambda: np.array([[1.0, np.nan, 2.0], [-np.inf, 0.0, 1.0]], "float32"),
             lambda x: np.min(x, axis=1)),
+    # (TensorFlow adds the NaN term only when the input's sum is not finite: infinities
+    # and an overflowing sum without any NaN take that path and must stay exact)
+    "max_pool_inf_no_nan": (lambda x: ops.max_pool(x, 2), lambda: np.nan_to_num(
+        _pool_input(), nan=-np.inf, posinf=np.inf), _expected_pool),
+    "max_pool_sum_overflows": (lambda x: ops.max_pool(x, 2),
+                               lambda: np.full((1, 4, 4, 2), 3e38, "float32"),
+                               _expected_pool),
     "global_max_pool": (lambda x: ops.global_max_pool(x), _pool_input,
                         lambda x: np.max(x, axis=(1, 2))),
 }

@@ -78,6 +78,34 @@ class _G2:
         (t, b), (left, right) = self.pads
         return [[0, 0], [t, b], [left, right], [0, 0]]
 
+    @property
+    def named(self):
+        """``"VALID"`` or ``"SAME"`` where the pads are what TensorFlow's named padding
+        gives, else None. Named padding selects TensorFlow's fast kernels: with
+        ``EXPLICIT`` padding (even all zeros) the CPU convolution gradients run 2-3x
+        slower (a small CNN's train step: 1.5-2x)."""
+        if not any(p for pair in self.pads for p in pair):
+            return "VALID"
+        for n, s, e, o, (b, a) in zip(self.in_sizes, self.strides, self.eff,
+                                      self.out_sizes, self.pads):
+            total = max((o - 1) * s + e - n, 0)
+            if o != -(-n // s) or (b, a) != (total // 2, total - total // 2):
+                return None
+        return "SAME"
+
+    @property
+    def padding(self):
+        """``padding`` for ``tf.nn`` ops: a name where one fits, else the nested pads."""
+        return self.named or self.nested
+
+    @property
+    def raw_padding(self):
+        """``{padding, explicit_paddings}`` for the raw backprop ops."""
+        named = self.named
+        if named:
+            return {"padding": named, "explicit_paddings": []}
+        return {"padding": "EXPLICIT", "explicit_paddings": self.explicit}
+
 
 def _nhwc(x, geo):
     if not geo.channels_last:
@@ -146,7 +174,7 @@ def _bi(g, kernel, g2, groups, batch_from):
 def _bi1(g, kernel, g2, channels, batch_from):
     return tf.raw_ops.Conv2DBackpropInput(
         input_sizes=_in_sizes4(batch_from, g2, channels), filter=kernel, out_backprop=g,
-        strides=g2.strides4, padding="EXPLICIT", explicit_paddings=g2.explicit)
+        strides=g2.strides4, **g2.raw_padding)
 
 
 def _bk(x, g, kshape4, g2, groups):
@@ -166,19 +194,18 @@ def _bk(x, g, kshape4, g2, groups):
 
 def _bk1(x, g, eff, g2):
     return tf.raw_ops.Conv2DBackpropFilter(
-        input=x, filter_sizes=eff, out_backprop=g, strides=g2.strides4, padding="EXPLICIT",
-        explicit_paddings=g2.explicit)
+        input=x, filter_sizes=eff, out_backprop=g, strides=g2.strides4, **g2.raw_padding)
 
 
 def _fwd(x, kernel, g2, groups):
     """Forward convolution: fused TF op; custom gradient where TF's CPU has none."""
     if groups == 1 and g2.dilation == (1, 1):
-        return tf.nn.conv2d(x, kernel, g2.strides4, g2.nested)
+        return tf.nn.conv2d(x, kernel, g2.strides4, g2.padding)
     kshape = list(kernel.shape)
 
     @tf.custom_gradient
     def conv(x, kernel):
-        y = tf.nn.conv2d(x, kernel, g2.strides4, g2.nested,
+        y = tf.nn.conv2d(x, kernel, g2.strides4, g2.padding,
                          dilations=[1, g2.dilation[0], g2.dilation[1], 1])
 
         def grad(dy):

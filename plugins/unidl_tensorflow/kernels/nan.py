@@ -14,8 +14,9 @@ NumPy's ``max``). Two TensorFlow paths return a finite number instead:
 Each fix adds a term that is 0 where the slice or window holds no NaN and NaN where it holds
 one: ``where(is_nan(x), x, 0)`` summed over the same cells (a sum keeps NaN on every path,
 and ``+inf``/``-inf`` in the data are left alone, unlike ``x * 0``). It costs one
-elementwise pass and one sum or average pool, stays on the device (no host sync), and carries
-no gradient, so the backward pass is TensorFlow's own. No framework mode is switched off.
+elementwise pass and one sum or average pool (the max pool's term is only computed when
+the input's sum is not finite, see :func:`pooled_nan`), and carries no gradient, so the
+backward pass is TensorFlow's own. No framework mode is switched off.
 """
 
 from __future__ import annotations
@@ -50,9 +51,24 @@ def nan_only(x):
 
 def pooled_nan(y, xn, ksize, strides, padding):
     """``y = max_pool(xn)`` (NHWC) with every window that holds a NaN set to NaN: plus the
-    average pool, over the same windows, of :func:`nan_only` (0 or NaN)."""
-    term = tf.nn.avg_pool2d(nan_only(xn), ksize, strides, padding)
-    return y + tf.stop_gradient(term)
+    average pool, over the same windows, of :func:`nan_only` (0 or NaN).
+
+    That term costs three passes over ``xn`` (about 3x the max pool itself), so it is only
+    computed when ``xn`` may hold a NaN: when ``sum(xn)`` is not finite (a NaN, an
+    infinity, or an overflowing sum; the term is exact in each case). In a graph the choice
+    is a ``tf.cond`` (one reduction and a scalar test, no host sync); eagerly on a CPU it is
+    a Python test (CPU eager ops are synchronous); eagerly on an accelerator the term is
+    always added, so no host sync is forced.
+    """
+    def term():
+        return tf.stop_gradient(tf.nn.avg_pool2d(nan_only(xn), ksize, strides, padding))
+
+    if tf.executing_eagerly() and "CPU" not in xn.device.upper():
+        return y + term()
+    finite = tf.math.is_finite(tf.reduce_sum(tf.stop_gradient(xn)))
+    if tf.executing_eagerly():
+        return y if bool(finite) else y + term()
+    return y + tf.cond(finite, lambda: tf.zeros_like(y), term)
 
 
 def reduced_nan(y, x, axes, keepdims):
