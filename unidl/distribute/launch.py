@@ -281,13 +281,17 @@ class _Worker:
     """One worker process, its output pumped line by line with a ``[rank N]`` prefix, and
     a thread that reports its exit (with the time) on ``events``."""
 
-    def __init__(self, argv, env, index, events):
+    def __init__(self, argv, env, index, events, registry):
         self.rank = int(env.get("RANK", index))
         self.status: int | None = None
         self.stopped = False
+        self.threads: list[threading.Thread] = []
+        # (registered as soon as the process exists: a stop signal arriving while its
+        # output threads start must stop this worker too)
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
+        registry.append(self)
         prefix = f"[rank {self.rank}] "
         self.threads = [threading.Thread(target=_pump, args=(stream, out, prefix), daemon=True)
                         for stream, out in ((self.proc.stdout, "stdout"),
@@ -326,7 +330,7 @@ def spawn_workers(argv: list[str], envs: list[dict], timeout: float) -> int:
     try:
         with stop_signals():
             for i, env in enumerate(envs):
-                workers.append(_Worker(argv, env, i, events))
+                _Worker(argv, env, i, events, workers)
             first = _supervise(workers, events, timeout)
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
