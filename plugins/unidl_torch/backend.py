@@ -12,6 +12,15 @@ from unidl import dtypes as _dt
 from unidl.backend import Backend
 from unidl.backend.state import STATE
 from unidl_torch.kernels import all_kernels
+from unidl_torch.tape import (
+    autograd_grad,
+    bump_epoch,
+    compile_function,
+    is_recording,
+    make_leaves,
+    not_replayable,
+    recorded,
+)
 
 DTYPES = {
     "bool": torch.bool, "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16,
@@ -47,14 +56,19 @@ class TorchBackend(Backend):
     name = "torch"
     native_autodiff = True
     tensor_types = (torch.Tensor, torch.nn.Parameter)
-    compile_traces = True  # torch.compile (jit_compile=True) may trace host draws away
+    #: steps replay a recorded tape of their kernel calls and autograd calls
+    #: (``unidl_torch.tape``); ``jit_compile=True`` uses ``torch.compile`` instead
+    compile_by_default = True
+    compile_traces = True  # (both run the step's Python only while recording or tracing)
 
     def __init__(self):
         super().__init__()
-        self.kernels = dict(all_kernels())
+        # (recorded into compiled steps' tapes; outside a recording a wrapper costs one
+        # global read)
+        self.kernels = {name: recorded(fn) for name, fn in all_kernels().items()}
         from unidl_torch.optimizers import OPTIMIZER_KERNELS
 
-        self.optimizer_kernels = dict(OPTIMIZER_KERNELS)
+        self.optimizer_kernels = {k: recorded(f) for k, f in OPTIMIZER_KERNELS.items()}
         #: set by the distributed engine for one train step: called with the leaves of the
         #: next first-order vjp so it can hook them (gradient buckets reduced during backward)
         self.leaf_hook = None
@@ -74,6 +88,7 @@ class TorchBackend(Backend):
     def native_dtype(self, dtype):
         return DTYPES[dtype]
 
+    @recorded
     def convert(self, value, dtype=None):
         dev = current_torch_device()
         td = DTYPES[dtype] if dtype is not None else None
@@ -104,6 +119,7 @@ class TorchBackend(Backend):
     def dtype_of(self, x):
         return NAMES[x.dtype]
 
+    @recorded
     def cast(self, x, dtype):
         return x.to(DTYPES[dtype])
 
@@ -120,14 +136,12 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def vjp(self, fn, primals, create_graph=False):
-        # A primal that already requires grad (an outer differentiation's input) is viewed,
-        # not detached, so that gradients of gradients stay connected.
-        # (Without create_graph nothing outer is differentiated: a detached leaf suffices and
-        # costs no extra view node in the backward pass.)
-        leaves = [(p.view_as(p) if p.requires_grad and create_graph
-                   else p.detach().requires_grad_(True))
-                  if p.is_floating_point() else p for p in primals]
         hook, self.leaf_hook = self.leaf_hook, None
+        if hook is not None or create_graph or not torch.is_grad_enabled():
+            # (a tape would skip the hook, and the switch to grad mode below; higher orders
+            # stay eager)
+            not_replayable()
+        leaves = make_leaves(primals, create_graph)
         if hook is not None and not create_graph:
             hook(leaves)
         with torch.enable_grad():
@@ -140,9 +154,8 @@ class TorchBackend(Backend):
             grads = [None] * len(leaves)
             if not pairs or not wrt:
                 return grads
-            got = torch.autograd.grad([o for o, _ in pairs], [p for _, p in wrt],
-                                      [c for _, c in pairs], create_graph=create_graph,
-                                      allow_unused=True)
+            got = autograd_grad([o for o, _ in pairs], [p for _, p in wrt],
+                                [c for _, c in pairs], create_graph)
             for (i, _), g in zip(wrt, got):
                 grads[i] = g
             return grads
@@ -150,40 +163,48 @@ class TorchBackend(Backend):
         return out, vjp_fn
 
     def new_variable(self, value, trainable, name):
+        bump_epoch()  # (recorded tapes hold the storages they read)
         t = value.detach().clone()
         if trainable and t.is_floating_point():
             t.requires_grad_(True)
         return t
 
+    @recorded
     def assign_variable(self, storage, value):
         with torch.no_grad():
             if storage.shape == value.shape:
                 storage.copy_(value)
                 return storage
+        bump_epoch()  # (a new storage: tapes holding the old one are stale)
         t = value.detach().clone().to(storage.dtype)
         t.requires_grad_(storage.requires_grad)
         return t
 
+    @recorded
     def add_to_variable(self, storage, delta):
         """``storage += delta`` in place (a metric's running sums); nothing is recorded."""
         if storage.requires_grad:
             with torch.no_grad():
                 storage.add_(delta)
+        elif delta.__class__ is float or not delta.requires_grad:
+            storage.add_(delta)
         else:  # (a detached delta: no autograd record, without a grad-mode switch)
-            storage.add_(delta.detach() if isinstance(delta, torch.Tensor) else delta)
+            storage.add_(delta.detach())
         return storage
 
     def seed(self, seed):
         torch.manual_seed(seed)
 
     def is_tracing(self):
-        return torch.compiler.is_compiling()
+        return torch.compiler.is_compiling() or is_recording()
 
     def set_deterministic(self, enabled):
         torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
 
     def compile_function(self, fn, jit=False):
-        return torch.compile(fn) if jit else fn
+        """``torch.compile`` with ``jit=True``; otherwise a recorded tape of the step's
+        calls, one per call signature and grad mode (``unidl_torch.tape``)."""
+        return torch.compile(fn) if jit else compile_function(fn, torch.is_grad_enabled)
 
     def distributed_engine(self, options):
         """``torch.distributed`` (gloo on CPU, NCCL on CUDA): see

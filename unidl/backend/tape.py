@@ -1,19 +1,27 @@
-"""The NumPy backend's ``compile_function``: record a step's kernel calls once, then replay them.
+"""Compiled steps for eager backends: record a step's kernel calls once, then replay them.
 
-A model step on NumPy is Python all the way down: layers, the dispatcher, unidl's autodiff
-engine (one node per op, one gradient rule per node), the optimizer. For a step called
-again and again with arrays of the same shapes and dtypes, that Python decides the same
-thing every time; only the kernels' arrays change. :func:`compile_function` therefore runs
-the step eagerly while *recording* every call that computes or changes an array (the
-backend's kernels, its gradient kernels, its fused optimizer updates, its conversions and
-variable updates: the functions wrapped by :func:`recorded`) with where each argument came
-from (an input of the step, the output of an earlier call, or a constant), and afterwards
-*replays* that tape: the same kernels on the new inputs, with no layer, dispatcher, engine
-or optimizer Python in between. This is what ``tf.function`` does for TensorFlow, with the
-same contract (``Backend.compile_traces``): the step's Python runs only while recording, so
-host-drawn randomness must not be frozen into it (``is_tracing()`` is true while
-recording, and Dropout then draws from the backend's generator inside the ``dropout``
-kernel, which the replay runs again: a new mask every step).
+A model step on an eager backend is Python all the way down: layers, the dispatcher (and on
+NumPy unidl's autodiff engine: one node per op, one gradient rule per node), the optimizer,
+the metrics. For a step called again and again with arrays of the same shapes and dtypes,
+that Python decides the same thing every time; only the kernels' arrays change.
+:func:`compile_function` therefore runs the step eagerly while *recording* every call that
+computes or changes an array (the backend's kernels, its gradient kernels, its fused
+optimizer updates, its conversions and variable updates: the functions wrapped by
+:func:`recorded`) with where each argument came from (an input of the step, the output of an
+earlier call, or a constant), and afterwards *replays* that tape: the same kernels on the new
+inputs, with no layer, dispatcher, engine or optimizer Python in between. This is what
+``tf.function`` does for TensorFlow, with the same contract (``Backend.compile_traces``): the
+step's Python runs only while recording, so host-drawn randomness must not be frozen into it
+(``is_recording()`` is true while recording, and the backend's ``is_tracing`` says so: Dropout
+then draws from the backend's generator inside the ``dropout`` kernel, which the replay runs
+again: a new mask every step).
+
+Nothing here names a framework. A backend registers its array class
+(:func:`register_array_type`: how to find a view's base, compare two constants, and key a
+call's signature) and wraps the functions that compute or change arrays with
+:func:`recorded`. The NumPy backend records every step (its gradients are unidl's own
+gradient kernels, recorded like the rest); the torch backend records its inference steps
+(evaluation and prediction, where ``torch.autograd`` records nothing).
 
 When a tape is used (``_Compiled`` below):
 
@@ -44,9 +52,8 @@ import threading
 import numpy as np
 
 __all__ = ["compile_function", "recorded", "is_recording", "replaying_gradients",
-           "bump_epoch"]
+           "bump_epoch", "register_array_type", "not_replayable"]
 
-_ND = np.ndarray
 _STATE = {"epoch": 0, "gradients": 0}
 _RECORDER = None  # the active _Recorder (one at a time, process-wide), or None
 _LOCK = threading.Lock()
@@ -54,9 +61,54 @@ _BY_VALUE_SIZE = 1 << 16  # (larger constants made anew each call: never replaye
 MAX_SIGNATURES = 16  # tapes kept per compiled function (then: eager for new signatures)
 
 
+class _Kind:
+    """How the tape treats one array class (see :func:`register_array_type`)."""
+
+    __slots__ = ("base", "same_values", "numel", "key")
+
+    def __init__(self, base, same_values, numel, key):
+        self.base, self.same_values, self.numel, self.key = base, same_values, numel, key
+
+
+_KINDS: dict = {}  # array class -> _Kind
+
+
+def register_array_type(cls, *, base, same_values, numel, key) -> None:
+    """Let tapes hold arrays of exactly ``cls`` (subclasses are not arrays to a tape).
+
+    ``base(obj)``: the object ``obj`` is a view of, or None (followed until None, so it is
+    called on bases too); ``same_values(a, b)``: whether two arrays have the same dtype,
+    shape, placement and values; ``numel(a)``: its number of elements; ``key(a)``: a
+    hashable signature (shape, dtype, and device where there are several).
+
+    What the torch plugin registers (``plugins/unidl_torch/tape.py``)::
+
+        register_array_type(torch.Tensor, base=lambda o: getattr(o, "_base", None),
+                            same_values=lambda a, b: a.device == b.device and
+                            bool(torch.equal(a, b)), numel=lambda a: a.numel(),
+                            key=lambda a: (tuple(a.shape), a.dtype, a.device))
+    """
+    _KINDS[cls] = _Kind(base, same_values, numel, key)
+
+
+# host arrays: the NumPy backend's arrays, and constants (``np.array``s a step's Python makes,
+# converted by a recorded call) in every backend's steps
+register_array_type(np.ndarray, base=lambda o: getattr(o, "base", None),
+                    same_values=lambda a, b: bool(np.array_equal(a, b)),
+                    numel=lambda a: a.size, key=lambda a: (a.shape, a.dtype))
+
+
 def bump_epoch() -> None:
     """A variable was created or got a new storage: recorded tapes may hold stale arrays."""
     _STATE["epoch"] += 1
+
+
+def not_replayable() -> None:
+    """The step being recorded now must run eagerly (it did something the tape cannot
+    repeat: e.g. handed its autodiff leaves to a hook). Nothing when not recording."""
+    r = _RECORDER
+    if r is not None and r.thread == threading.get_ident():
+        r.unsafe = True
 
 
 def replaying_gradients() -> bool:
@@ -104,6 +156,7 @@ class _Recorder:
         self.gradients = False  # (whether a gradient kernel was recorded)
         for a in inputs:
             self._slot(a)
+        self.n_inputs = self.n
 
     def _slot(self, a):
         self.slots[id(a)] = self.n
@@ -114,15 +167,16 @@ class _Recorder:
     def template(self, a):
         """``a`` as an argument template: a reference, a rebuilt sequence, or a constant."""
         c = a.__class__
-        if c is _ND:
+        kind = _KINDS.get(c)
+        if kind is not None:
             i = self.slots.get(id(a))
             if i is not None:
                 return _Ref(i)
-            b = a.base
+            b = kind.base(a)
             while b is not None:  # a view of a slot's array, made outside recorded calls
                 if id(b) in self.slots:
                     self.unsafe = True
-                b = getattr(b, "base", None)
+                b = kind.base(b)
             self.consts.append(a)
             return a
         if c is list or c is tuple:
@@ -134,10 +188,10 @@ class _Recorder:
 
     def outputs(self, out):
         """Slots for the arrays of a call's result (an array, or a sequence of them)."""
-        if out.__class__ is _ND:
+        if out.__class__ in _KINDS:
             return self._slot(out)
         if isinstance(out, (list, tuple)):
-            return tuple(self._slot(o) if o.__class__ is _ND else None for o in out)
+            return tuple(self._slot(o) if o.__class__ in _KINDS else None for o in out)
         return None
 
     def add(self, fn, args, kwargs, out):
@@ -191,15 +245,6 @@ def recorded(fn, gradient=False):
     return call
 
 
-def _arg(t, vals):
-    c = t.__class__
-    if c is _Ref:
-        return vals[t.i]
-    if c is _Seq:
-        return t.kind(_arg(x, vals) for x in t.items)
-    return t
-
-
 class _Tape:
     """A recorded step: replays its entries on new inputs."""
 
@@ -217,6 +262,8 @@ class _Tape:
             refs = tuple((k, a.i) for k, a in enumerate(args) if a.__class__ is _Ref)
             steps.append((fn, list(args), refs, simple, outs, free))
         self.steps = steps
+        self.n_inputs = rec.n_inputs
+        self._replay = None  # (the straight-line function: made on the first replay)
 
     def agrees(self, other) -> bool:
         """Whether ``other`` recorded the same calls with the same constants."""
@@ -236,34 +283,12 @@ class _Tape:
             _STATE["gradients"] -= 1
 
     def _run(self, inputs):
-        vals = [None] * self.n
-        vals[:len(inputs)] = inputs
-        for fn, args, refs, simple, outs, free in self.steps:
-            if simple:
-                call_args = args.copy()
-                for k, i in refs:
-                    call_args[k] = vals[i]
-            else:
-                call_args = [_arg(a, vals) for a in args]
-            out = fn(*call_args)
-            if outs.__class__ is int:
-                vals[outs] = out
-            elif outs is not None:
-                if len(out) != len(outs):
-                    raise RuntimeError("numpy tape: a call's result changed structure")
-                for s, o in zip(outs, out):
-                    if s is not None:
-                        if o is None:
-                            raise RuntimeError("numpy tape: a call's result changed structure")
-                        vals[s] = o
-            for i in free:  # (arrays no later call reads: freed as the eager step frees them)
-                vals[i] = None
-        treedef, leaves = self.out
-        if treedef is None:
-            return _arg(leaves, vals)
-        from unidl import tree
+        fn = self._replay
+        if fn is None:
+            from unidl.backend.replay import straight_line
 
-        return tree.unflatten(treedef, [_arg(t, vals) for t in leaves])
+            fn = self._replay = straight_line(self.n_inputs, self.steps, self.out, _Ref, _Seq)
+        return fn(inputs)
 
 
 def _slots_in(t, acc):
@@ -305,8 +330,9 @@ def _same_const(a, b) -> bool:
     values (recorded calls never make one: their results are slots)."""
     if a is b:
         return True
-    return a.dtype == b.dtype and a.shape == b.shape and a.size <= _BY_VALUE_SIZE and \
-        bool(np.array_equal(a, b))
+    kind = _KINDS[a.__class__]
+    return a.__class__ is b.__class__ and a.dtype == b.dtype and a.shape == b.shape and \
+        kind.numel(a) <= _BY_VALUE_SIZE and kind.same_values(a, b)
 
 
 def _same_templates(a_steps, b_steps) -> bool:
@@ -329,7 +355,7 @@ def _same(x, y) -> bool:
     if cx is _Seq:
         return x.kind is y.kind and len(x.items) == len(y.items) and all(
             _same(a, b) for a, b in zip(x.items, y.items))
-    if cx is _ND:
+    if cx in _KINDS:
         return True  # (constants: compared in order by ``agrees``)
     if cx in _BY_VALUE or isinstance(x, np.generic):
         return x == y and type(x) is type(y)
@@ -341,7 +367,7 @@ def _same(x, y) -> bool:
 def _out_template(rec, out):
     """``(treedef, leaf templates)`` of a step's result (``(None, template)`` for one
     array), so that arrays inside dicts and named tuples are the replay's own."""
-    if out.__class__ is _ND:
+    if out.__class__ in _KINDS:
         return None, rec.template(out)
     from unidl import tree
 
@@ -351,18 +377,20 @@ def _out_template(rec, out):
 
 def _signature(args):
     """``(flat arrays, key)`` of a call, or None when the call must run eagerly."""
-    if all(a.__class__ is _ND or a is None for a in args):
+    kinds = _KINDS
+    if all(a.__class__ in kinds or a is None for a in args):
         arrays = [a for a in args if a is not None]
-        key = tuple(None if a is None else (a.shape, a.dtype) for a in args)
+        key = tuple(None if a is None else kinds[a.__class__].key(a) for a in args)
     else:
         from unidl import tree
 
         flat, treedef = tree.flatten(list(args))
         arrays, parts = [], [repr(treedef)]
         for a in flat:
-            if a.__class__ is _ND:
+            kind = kinds.get(a.__class__)
+            if kind is not None:
                 arrays.append(a)
-                parts.append((a.shape, a.dtype))
+                parts.append(kind.key(a))
             elif a is None or a.__class__ in _BY_VALUE:
                 parts.append((a.__class__, a))
             else:
@@ -377,8 +405,9 @@ def _signature(args):
 class _Compiled:
     """``fn`` with a tape per call signature (see the module docstring)."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, context=None):
         self.fn = fn
+        self.context = context
         self.tapes = {}  # key -> _Tape, a list of recordings, or False (eager)
         self.__name__ = getattr(fn, "__name__", "step")
         self.__doc__ = getattr(fn, "__doc__", None)
@@ -393,7 +422,7 @@ class _Compiled:
         if sig is None:
             return self.fn(*args)
         arrays, key = sig
-        key = (key, STATE.spec_rules_only)
+        key = (key, STATE.spec_rules_only, None if self.context is None else self.context())
         got = self.tapes.get(key)
         if got.__class__ is _Tape:
             if got.epoch == _STATE["epoch"]:
@@ -431,6 +460,8 @@ class _Compiled:
         return out
 
 
-def compile_function(fn):
-    """``fn`` replaying a recorded tape of its kernel calls (see the module docstring)."""
-    return _Compiled(fn)
+def compile_function(fn, context=None):
+    """``fn`` replaying a recorded tape of its kernel calls (see the module docstring).
+    ``context()``, if given, is part of each call's signature (a framework mode the calls
+    depend on, e.g. whether torch records gradients)."""
+    return _Compiled(fn, context)

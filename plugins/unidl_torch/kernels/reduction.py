@@ -42,6 +42,8 @@ def _reduce(fn, x, axis, keepdims, **kw):
 
 
 def sum_(x, axis=None, keepdims=False):
+    if axis is None and not keepdims and x.dim():  # (every axis: torch's own fast path)
+        return _back(torch.sum(x, dtype=_acc(x)), x)
     return _back(_reduce(torch.sum, x, axis, keepdims, dtype=_acc(x)), x)
 
 
@@ -63,6 +65,9 @@ def prod(x, axis=None, keepdims=False):
 
 
 def mean(x, axis=None, keepdims=False):
+    if axis is None and not keepdims and x.dim() and x.dtype.is_floating_point and \
+            x.dtype not in _HALF:  # (every axis: torch's own fast path, ~3x less overhead)
+        return torch.mean(x)
     if x.dtype in _HALF:
         return _reduce(torch.mean, x, axis, keepdims, dtype=torch.float32).to(x.dtype)
     return _reduce(torch.mean, x, axis, keepdims)
