@@ -51,6 +51,8 @@ import threading
 
 import numpy as np
 
+from unidl.backend.state import STATE as _STATE_
+
 __all__ = ["compile_function", "recorded", "is_recording", "replaying_gradients",
            "bump_epoch", "register_array_type", "not_replayable"]
 
@@ -402,6 +404,14 @@ def _signature(args):
     return arrays, key
 
 
+def _is_deterministic() -> bool:
+    from unidl import random as urandom  # (imported here: unidl.random imports backends)
+
+    global _is_deterministic
+    _is_deterministic = urandom.is_deterministic
+    return urandom.is_deterministic()
+
+
 class _Compiled:
     """``fn`` with a tape per call signature (see the module docstring)."""
 
@@ -413,16 +423,13 @@ class _Compiled:
         self.__doc__ = getattr(fn, "__doc__", None)
 
     def __call__(self, *args):
-        from unidl import random as urandom
-        from unidl.backend.state import STATE
-
         sig = None
-        if _RECORDER is None and not STATE.tracing and not urandom.is_deterministic():
+        if _RECORDER is None and not _STATE_.tracing and not _is_deterministic():
             sig = _signature(args)
         if sig is None:
             return self.fn(*args)
         arrays, key = sig
-        key = (key, STATE.spec_rules_only, None if self.context is None else self.context())
+        key = (key, _STATE_.spec_rules_only, None if self.context is None else self.context())
         got = self.tapes.get(key)
         if got.__class__ is _Tape:
             if got.epoch == _STATE["epoch"]:

@@ -50,9 +50,22 @@ __all__ = ["adapt", "fit_inputs", "is_array_data", "ArrayAdapter", "DatasetAdapt
 def to_model_tensor(x, float_dtype):
     """A host array as the backend's tensor; floats in the model's float dtype."""
     arr = np.asarray(x)
-    if arr.dtype.kind == "f":
+    if arr.dtype.kind == "f" and arr.dtype != _host_dtype(float_dtype):
         return ops.convert_to_tensor(arr, float_dtype)
     return ops.convert_to_tensor(arr)
+
+
+_HOST_DTYPES: dict = {}
+
+
+def _host_dtype(name):
+    """The NumPy dtype of a unidl float dtype name (cached: batches are converted often)."""
+    got = _HOST_DTYPES.get(name)
+    if got is None:
+        from unidl import dtypes
+
+        got = _HOST_DTYPES[name] = dtypes.numpy_dtype(dtypes.standardize(name))
+    return got
 
 
 def model_tensors(data, float_dtype):

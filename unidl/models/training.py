@@ -513,14 +513,21 @@ class TrainingMixin:
                 step = self._step("predict")
             out = step(xb)
             if pending is not None:
-                outs.append(tree.map_structure(ops.to_numpy, pending))
+                outs.append(_host(pending))
             pending = out
         if pending is not None:
-            outs.append(tree.map_structure(ops.to_numpy, pending))
+            outs.append(_host(pending))
         return outs
 
     def __call__(self, inputs, *args, **kwargs):
         return super().__call__(inputs, *args, **kwargs)
+
+
+def _host(out):
+    """A step's output (a tensor, or a structure of them) as NumPy arrays."""
+    if out.__class__ in (list, tuple, dict):
+        return tree.map_structure(ops.to_numpy, out)
+    return ops.to_numpy(out)
 
 
 class _MultiLoss:
