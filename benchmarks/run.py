@@ -180,7 +180,7 @@ def markdown(report) -> str:
         lines.append("")
     if keras:
         lines += ["### unidl against Keras 3 (same backend, same process, interleaved)", "",
-                  "unidl `train_on_batch` / `predict` against Keras `train_on_batch` / "
+                  "unidl `train_on_batch` / `predict_on_batch` against Keras `train_on_batch` / "
                   "`predict_on_batch`, NumPy batches in, loss or predictions out.", "",
                   "| backend | model | step | unidl ms | Keras ms | unidl / Keras | faster |",
                   "|---|---|---|---:|---:|---:|---|"]

@@ -125,8 +125,7 @@ def run_keras(backend, models, kinds, timing):
         kmodel = build_keras(name)
         model._ensure_built(unidl.ops.convert_to_tensor(x))
         kmodel.set_weights(model.get_weights())
-        err = check_close(f"keras-{backend}/{name}", model.predict(x, batch_size=len(x),
-                                                                    verbose=0),
+        err = check_close(f"keras-{backend}/{name}", model.predict_on_batch(x),
                           kmodel.predict_on_batch(x))
 
         def u_train(model=model, x=x, y=y):
@@ -136,7 +135,7 @@ def run_keras(backend, models, kinds, timing):
             return kmodel.train_on_batch(x, y)
 
         def u_infer(model=model, x=x):
-            return model.predict(x, batch_size=len(x), verbose=0)
+            return model.predict_on_batch(x)
 
         def k_infer(kmodel=kmodel, x=x):
             return np.asarray(kmodel.predict_on_batch(x))

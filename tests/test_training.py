@@ -70,6 +70,12 @@ def test_train_and_test_on_batch(backend):
         last = model.train_on_batch(x, y)
     assert last[0] < first[0]
     assert model.test_on_batch(x, y, return_dict=True).keys() == {"loss", "accuracy"}
+    # predict_on_batch: one step, NumPy out, the same numbers as predict
+    one = model.predict_on_batch(x[:7])
+    assert isinstance(one, np.ndarray) and one.shape == (7, 10)
+    np.testing.assert_allclose(one, model.predict(x[:7], verbose=0), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="predict_on_batch"):
+        model.predict_on_batch(np.array(["a", "b"]))
 
 
 def test_seeded_training_is_identical_across_backends():

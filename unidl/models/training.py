@@ -326,6 +326,14 @@ class TrainingMixin:
         self._ensure_built(xb)
         return self._logs(return_dict, self._step("test_batch")(xb, yb, wb))
 
+    def predict_on_batch(self, x):
+        """Outputs for one batch ``x`` as NumPy arrays: the prediction step once, with no
+        batching, callbacks or concatenation (as Keras's ``predict_on_batch``)."""
+        data = _host_data("predict_on_batch", x=x)
+        xb = _model_tensors(data["x"], self.dtype)
+        self._ensure_built(xb)
+        return _host(self._step("predict")(xb))
+
     def _logs(self, return_dict=True, results=None):
         """The metrics' results (``results``: already computed, in :attr:`metrics` order)."""
         if results is None:
