@@ -19,15 +19,17 @@ again: a new mask every step).
 Nothing here names a framework. A backend registers its array class
 (:func:`register_array_type`: how to find a view's base, compare two constants, and key a
 call's signature) and wraps the functions that compute or change arrays with
-:func:`recorded`. The NumPy backend records every step (its gradients are unidl's own
-gradient kernels, recorded like the rest); the torch backend records its inference steps
-(evaluation and prediction, where ``torch.autograd`` records nothing).
+:func:`recorded`. The NumPy backend's gradients are unidl's own gradient kernels, recorded
+like the rest; the torch backend records the leaves and the ``torch.autograd.grad`` call,
+so a replay rebuilds autograd's graph from the replayed forward kernels
+(``unidl_torch.tape``).
 
 When a tape is used (``_Compiled`` below):
 
-* per call signature: the tree structure of the arguments, the shape and dtype of each
-  array, the value of each other leaf, and whether the gradient kernels are on
-  (``spec_rules_only``); each signature gets its own tape;
+* per call signature: the tree structure of the arguments, the shape and dtype (and the
+  backend's ``key``: a device) of each array, the value of each other leaf, whether the
+  gradient kernels are on (``spec_rules_only``) and the function's ``context()`` (torch:
+  the grad mode); each signature gets its own tape;
 * only after two recordings of that signature agree: the same calls with the same
   constants (the same objects: a variable's storage, a cached constant; an array the
   step's Python makes anew on each call, such as a gradient rule's ``np.array`` of
