@@ -39,11 +39,17 @@ def _down(y, dt):
     return y if y.dtype == dt else y.to(dt)
 
 
+def _dense(t):
+    """``t`` itself on the CPU; elsewhere contiguous. A permuted view reaches cuDNN as a
+    channels-last tensor with a channels-first kernel, which it converts or runs slowly."""
+    return t if t.device.type == "cpu" else t.contiguous()
+
+
 def _nc(x, geo):
     """channels-last -> channels-first (torch's layout)."""
     if not geo.channels_last:
         return x
-    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+    return _dense(x.permute(0, x.ndim - 1, *range(1, x.ndim - 1)))
 
 
 def _unnc(y, geo):
@@ -55,7 +61,7 @@ def _unnc(y, geo):
 def _weight(kernel):
     """Keras ``(*k, in / groups, out)`` -> torch ``(out, in / groups, *k)``."""
     r = kernel.ndim - 2
-    return kernel.permute(r + 1, r, *range(r))
+    return _dense(kernel.permute(r + 1, r, *range(r)))
 
 
 def _unweight(w):

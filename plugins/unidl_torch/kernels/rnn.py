@@ -22,6 +22,12 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+def _packed(params, x):
+    """The weights as torch's fused RNN takes them: contiguous off the CPU, where cuDNN
+    packs them into one buffer and rejects the transposed views the CPU kernel takes."""
+    return params if x.device.type == "cpu" else [p.contiguous() for p in params]
+
+
 def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
     if _compiling():
         from unidl.spec.core import get_spec
@@ -33,8 +39,8 @@ def lstm(x, h0, c0, kernel, recurrent_kernel, bias=None):
     # ``train`` only matters with dropout (none here) and for cuDNN, whose backward needs the
     # buffers of a training-mode forward
     train = torch.is_grad_enabled()
-    outputs, h, c = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), params, bias is not None,
-                               1, 0.0, train, False, True)
+    outputs, h, c = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), _packed(params, x),
+                               bias is not None, 1, 0.0, train, False, True)
     return outputs, h.squeeze(0), c.squeeze(0)
 
 
@@ -52,8 +58,8 @@ def gru(x, h0, kernel, recurrent_kernel, bias=None, reset_after=True):
         params += list(_torch_gate_order(bias, units).unbind(0))
     # as for lstm: ``train`` matters only for cuDNN, whose backward needs a training forward
     train = torch.is_grad_enabled()
-    outputs, h = torch.gru(x, h0.unsqueeze(0), params, bias is not None, 1, 0.0, train, False,
-                           True)
+    outputs, h = torch.gru(x, h0.unsqueeze(0), _packed(params, x), bias is not None, 1, 0.0,
+                           train, False, True)
     return outputs, h.squeeze(0)
 
 
