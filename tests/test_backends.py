@@ -102,6 +102,41 @@ def test_devices_and_device_scope(backend):
             pass
 
 
+def test_unidl_device_follows_set_backend_and_lazy_loading():
+    """``UNIDL_DEVICE`` places tensors after ``set_backend`` as after lazy loading (it used
+    to be dropped by ``set_backend``: a script calling it ran on the CPU)."""
+    code = """
+        import unidl
+        from unidl.backend import registry
+        be = registry.get_backend("numpy")
+        type(be).devices = lambda self: ["cpu", "cuda:0"]  # (a backend with a GPU)
+        assert unidl.current_device() == "cuda:0"  # (lazy: UNIDL_BACKEND)
+        unidl.set_backend("numpy")
+        assert unidl.current_device() == "cuda:0", unidl.current_device()
+        with unidl.device("cpu"):
+            assert unidl.current_device() == "cpu"
+        print("ok")
+    """
+    proc = run_python(code, env={"UNIDL_BACKEND": "numpy", "UNIDL_DEVICE": "GPU"})
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("how", ["lazy", "set_backend"])
+def test_unidl_device_the_backend_lacks_is_a_clear_error(how):
+    call = "unidl.current_device()" if how == "lazy" else "unidl.set_backend('numpy')"
+    code = f"""
+        import unidl
+        try:
+            {call}
+        except unidl.BackendError as exc:
+            print("error:", exc)
+    """
+    proc = run_python(code, env={"UNIDL_BACKEND": "numpy", "UNIDL_DEVICE": "cuda:7"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "error: UNIDL_DEVICE='cuda:7': device 'cuda:7' is not available on backend " \
+        "'numpy'; it has cpu" in proc.stdout, proc.stdout
+
+
 def test_cli_backends_table():
     proc = run_python("from unidl.cli import main; main(['backends'])")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -131,9 +131,25 @@ def _set_process_backend(name: str):
     be = get_backend(name)
     _Process.backend = be
     _Process.table = be.table
-    _Process.device = os.environ.get("UNIDL_DEVICE") or None
-    if _Process.device is not None:
-        _check_device(be, _Process.device)
+    _Process.device = _env_device(be)
+
+
+def _env_device(be) -> str | None:
+    """``UNIDL_DEVICE`` (``cuda:0``, ``gpu``...) as a device of ``be``; None when unset.
+
+    Raises:
+        BackendError: ``be`` has no such device (the message names the variable).
+    """
+    raw = (os.environ.get("UNIDL_DEVICE") or "").strip()
+    if not raw:
+        return None
+    dev = _normalize_device(raw)
+    try:
+        _check_device(be, dev)
+    except BackendError as exc:
+        raise BackendError(f"UNIDL_DEVICE={raw!r}: {exc} (unset UNIDL_DEVICE or pick one "
+                           "of them)") from None
+    return dev
 
 
 def _follows_process(state: dict) -> bool:
@@ -170,14 +186,16 @@ def backend_name() -> str:
 def set_backend(name: str) -> None:
     """Make ``name`` the backend of this process: of this thread and of every other thread
     that is not inside a :func:`use_backend` block or a differentiation (those switch when
-    their block ends).
+    their block ends). New tensors go to ``UNIDL_DEVICE`` where it is set (``cuda:0``), else
+    to the backend's default device.
 
     Raises:
         ValueError: no backend of that name is installed (the message lists those that are).
         ImportError: the backend is known but its framework is missing or broken (the
             message says which extra to install).
         BackendError: called inside ``unidl.grad`` (values being differentiated belong to
-            the backend that started the differentiation).
+            the backend that started the differentiation), or ``UNIDL_DEVICE`` names a device
+            the backend does not have.
     """
     from unidl.backend.registry import get_backend
 
@@ -186,13 +204,14 @@ def set_backend(name: str) -> None:
             f"set_backend({name!r}) inside unidl.grad/value_and_grad/vjp: the values being "
             "differentiated belong to the active backend; switch backends outside it")
     be = get_backend(name)
+    dev = _env_device(be)
     with _Process.lock:
-        _Process.backend, _Process.table, _Process.device = be, be.table, None
+        _Process.backend, _Process.table, _Process.device = be, be.table, dev
         _forget_dead_threads()
         for _, state in _Process.threads.values():
             if _follows_process(state):
-                state["backend"], state["k"], state["device"] = be, be.table, None
-    STATE.backend, STATE.k, STATE.device = be, be.table, None
+                state["backend"], state["k"], state["device"] = be, be.table, dev
+    STATE.backend, STATE.k, STATE.device = be, be.table, dev
 
 
 @contextlib.contextmanager
