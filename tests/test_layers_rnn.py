@@ -532,3 +532,17 @@ def test_bidirectional_initial_weights(backend):
     bi = Bidirectional(SimpleRNN(U), weights=wf + wb, merge_mode="sum")
     out = bi(x)
     close(out, ref_rnn("simple", x, wf)[0] + ref_rnn("simple", x, wb, go_backwards=True)[0])
+
+
+@pytest.mark.parametrize("make", [lambda: LSTM(U), lambda: GRU(U), lambda: RNN(LSTMCell(U)),
+                                  lambda: Bidirectional(LSTM(U))],
+                         ids=["LSTM", "GRU", "RNN(cell)", "Bidirectional"])
+def test_assigned_dtype_reaches_the_wrapped_layers(backend, make):
+    """``layer.dtype = "float64"`` before the build gives float64 weights and a float64
+    computation; a Bidirectional used to keep its LSTMs (and cast its input) in float32."""
+    layer = make()
+    layer.dtype = "float64"
+    x = np.random.default_rng(0).standard_normal((B, T, F))
+    y = layer(ops.convert_to_tensor(x, "float64"))
+    assert ops.dtype(y) == "float64"
+    assert {str(w.dtype) for w in layer.weights} == {"float64"}

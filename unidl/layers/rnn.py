@@ -94,6 +94,24 @@ def _fix_symbolic_shapes(layer, inputs, out, time_major):
     return out
 
 
+def _dtype_shared_with(*names):
+    """A ``dtype`` that an assignment also gives to the sub-layers ``names``: a wrapper's
+    weights are its sub-layers', so ``layer.dtype = "float64"`` must reach them (before, a
+    float64 ``Bidirectional`` ran its LSTMs in float32)."""
+
+    def get(self):
+        return self.__dict__["_dtype"]
+
+    def set_(self, value):
+        self.__dict__["_dtype"] = value
+        for name in names:
+            sub = self.__dict__.get(name)
+            if isinstance(sub, Layer) and sub.dtype != value:
+                sub.dtype = value
+
+    return property(get, set_, doc="The weights' dtype; assigning it sets the sub-layers' too.")
+
+
 class RNN(Layer):
     """Base recurrent layer: loops ``cell`` over the time axis of the input.
 
@@ -124,6 +142,8 @@ class RNN(Layer):
         ...     tuple(ops.shape(rnn(ops.ones((2, 4, 5)))))
         (2, 4, 3)
     """
+
+    dtype = _dtype_shared_with("cell")
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, zero_output_for_mask=False, time_major=False,
@@ -686,6 +706,7 @@ class Bidirectional(Layer):
     """
 
     _MERGE_MODES = ("sum", "mul", "ave", "concat", None)
+    dtype = _dtype_shared_with("forward_layer", "backward_layer")
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         super().__init__(**kwargs)
