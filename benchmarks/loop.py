@@ -92,14 +92,15 @@ def keras_calls(name: str, data: dict, weights) -> dict:
     }
 
 
-def native_calls(native, name: str, data: dict, weights) -> dict:
-    """``{call: callable}`` of the hand-written module ``native`` (``native_torch``...)."""
+def native_calls(native, name: str, data: dict, weights, **placement) -> dict:
+    """``{call: callable}`` of the hand-written module ``native`` (``native_torch``...);
+    ``placement``: ``device=`` for the references that take one."""
     layout = getattr(native, "host_layout", None)
     fit_b, tob_b, eval_b = native_batches(
         data, None if layout is None else (lambda x: layout(name, x)))
-    return native.loops(name, weights, fit_b, tob_b, eval_b)
+    return native.loops(name, weights, fit_b, tob_b, eval_b, **placement)
 
 
-def check(tag: str, unidl_side: dict, other_side: dict) -> float:
+def check(tag: str, unidl_side: dict, other_side: dict, device: str | None = None) -> float:
     """Both sides predict the same outputs (before any training)."""
-    return check_close(tag, unidl_side["predict"](), other_side["predict"]())
+    return check_close(tag, unidl_side["predict"](), other_side["predict"](), device)

@@ -76,13 +76,21 @@ def _adam(w, m, v, t, grads):
     return w, m, v, t
 
 
-def build(name: str, weights):
+def jax_device(device: str = "cpu"):
+    """The ``jax.Device`` of a device name (``cpu``, ``cuda:0``)."""
+    kind, _, index = device.partition(":")
+    return jax.devices("gpu" if kind == "cuda" else kind)[int(index or 0)]
+
+
+def build(name: str, weights, device: str = "cpu"):
     """``(state, train_step, infer_step, eval_step)``: ``state`` is the mutable dict holding
-    weights, Adam moments, step and key; ``train_step(state, x, y)`` returns the new state,
-    the loss and the number correct."""
+    weights, Adam moments, step and key, placed on ``device`` (so the steps run there, NumPy
+    batches copied to it); ``train_step(state, x, y)`` returns the new state, the loss and the
+    number correct."""
     w = [jnp.asarray(a) for a in weights]
     state = {"w": w, "m": [jnp.zeros_like(p) for p in w], "v": [jnp.zeros_like(p) for p in w],
              "t": jnp.zeros((), jnp.float32), "key": jax.random.PRNGKey(0)}
+    state = jax.device_put(state, jax_device(device))
 
     @jax.jit
     def train_step(state, x, y):
@@ -109,11 +117,12 @@ def build(name: str, weights):
     return state, train_step, infer_step, eval_step
 
 
-def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
-    """``(train, infer)`` callables of the hand-written JAX model (``models.unidl_steps``)."""
+def steps(name: str, weights, x: np.ndarray, y: np.ndarray, device: str = "cpu"):
+    """``(train, infer)`` callables of the hand-written JAX model (``models.unidl_steps``),
+    the batch already on ``device``."""
     box = {}
-    box["state"], train_step, infer_step, _ = build(name, weights)
-    xb, yb = jnp.asarray(x), jnp.asarray(y)
+    box["state"], train_step, infer_step, _ = build(name, weights, device)
+    xb, yb = jax.device_put((x, y), jax_device(device))
 
     def train():
         box["state"], loss, _ = train_step(box["state"], xb, yb)
@@ -125,13 +134,13 @@ def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
     return train, infer
 
 
-def loops(name: str, weights, fit_batches, train_batch, eval_batches):
+def loops(name: str, weights, fit_batches, train_batch, eval_batches, device: str = "cpu"):
     """The loops a JAX user writes for what ``fit``, ``train_on_batch``, ``evaluate`` and
     ``predict`` do (``loop.py``): NumPy batches passed to the jitted step, the loss and the
     number correct read every step (``float``); ``predict`` concatenates the outputs."""
     fit_box, tob_box = {}, {}
-    fit_box["state"], train_step, infer_step, eval_step = build(name, weights)
-    tob_box["state"] = build(name, weights)[0]
+    fit_box["state"], train_step, infer_step, eval_step = build(name, weights, device)
+    tob_box["state"] = build(name, weights, device)[0]
 
     def fit():
         loss_sum, correct, seen = 0.0, 0.0, 0
@@ -164,9 +173,10 @@ def loops(name: str, weights, fit_batches, train_batch, eval_batches):
             "predict": predict}
 
 
-def dispatch_pair():
+def dispatch_pair(device: str = "cpu"):
     """A tiny op through unidl and straight through ``jnp`` (eager, same inputs)."""
     from unidl import ops
 
-    a, b = jnp.ones(4, jnp.float32), jnp.ones(4, jnp.float32)
+    a, b = jax.device_put((jnp.ones(4, jnp.float32), jnp.ones(4, jnp.float32)),
+                          jax_device(device))
     return (lambda: ops.add(a, b)), (lambda: jnp.add(a, b))

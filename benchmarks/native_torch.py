@@ -84,10 +84,12 @@ def _conv(layer, kernel, bias):
 MODELS = {"mlp": MLP, "cnn": CNN, "lstm": LSTMClassifier}
 
 
-def build(name: str, weights):
-    """The hand-written module with the unidl model's weights, and its ``torch.optim.Adam``."""
+def build(name: str, weights, device: str = "cpu"):
+    """The hand-written module with the unidl model's weights, on ``device``, and its
+    ``torch.optim.Adam``."""
     model = MODELS[name]()
     model.load_keras(weights)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=EPSILON)
     return model, opt
 
@@ -100,11 +102,16 @@ def host_layout(name: str, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
-    """``(train, infer)`` callables of the hand-written torch model (see ``models.unidl_steps``)."""
-    model, opt = build(name, weights)
-    xb = torch.from_numpy(host_layout(name, x))
-    yb = torch.from_numpy(y)
+def _host(t: torch.Tensor) -> np.ndarray:
+    return t.cpu().numpy()  # (no copy on the CPU)
+
+
+def steps(name: str, weights, x: np.ndarray, y: np.ndarray, device: str = "cpu"):
+    """``(train, infer)`` callables of the hand-written torch model (see ``models.unidl_steps``),
+    the batch already on ``device``."""
+    model, opt = build(name, weights, device)
+    xb = torch.from_numpy(host_layout(name, x)).to(device)
+    yb = torch.from_numpy(y).to(device)
 
     def train():
         model.train()
@@ -117,24 +124,32 @@ def steps(name: str, weights, x: np.ndarray, y: np.ndarray):
     def infer():
         model.eval()
         with torch.no_grad():
-            return model(xb).numpy()
+            return _host(model(xb))
 
     return train, infer
 
 
-def loops(name: str, weights, fit_batches, train_batch, eval_batches):
+def loops(name: str, weights, fit_batches, train_batch, eval_batches, device: str = "cpu"):
     """The loops a torch user writes for what ``fit``, ``train_on_batch``, ``evaluate`` and
     ``predict`` do (see ``loop.py``), over pre-made NumPy batches (in :func:`host_layout`)
-    converted with ``torch.from_numpy`` each step. ``fit`` and ``evaluate`` read the loss and
-    the number of correct predictions every step (``.item()``, as a progress display does);
+    converted with ``torch.from_numpy`` each step (then ``.to(device)`` off the CPU). ``fit``
+    and ``evaluate`` read the loss and the number of correct predictions every step
+    (``.item()``, as a progress display does);
     ``train_on_batch`` is :func:`steps`' train step on a NumPy batch; ``predict``
     concatenates the outputs (``torch.cat``) and returns one NumPy array.
 
     Returns ``{call: zero-argument callable}``; ``fit`` and ``evaluate`` return ``(mean
     loss, accuracy)``.
     """
-    model, opt = build(name, weights)
-    tob_model, tob_opt = build(name, weights)
+    model, opt = build(name, weights, device)
+    tob_model, tob_opt = build(name, weights, device)
+
+    def on_device(a):
+        t = torch.from_numpy(a)
+        return t if device == "cpu" else t.to(device)
+
+    def tensors(xb, yb):
+        return on_device(xb), on_device(yb)
 
     def train_step(module, optimizer, x, y):
         optimizer.zero_grad(set_to_none=True)
@@ -148,7 +163,7 @@ def loops(name: str, weights, fit_batches, train_batch, eval_batches):
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for xb, yb in fit_batches:
-            x, y = torch.from_numpy(xb), torch.from_numpy(yb)
+            x, y = tensors(xb, yb)
             loss, logits = train_step(model, opt, x, y)
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == y).sum().item()
@@ -158,7 +173,7 @@ def loops(name: str, weights, fit_batches, train_batch, eval_batches):
     def train_on_batch():
         tob_model.train()
         xb, yb = train_batch
-        loss, _ = train_step(tob_model, tob_opt, torch.from_numpy(xb), torch.from_numpy(yb))
+        loss, _ = train_step(tob_model, tob_opt, *tensors(xb, yb))
         return loss.item()
 
     def evaluate():
@@ -166,7 +181,7 @@ def loops(name: str, weights, fit_batches, train_batch, eval_batches):
         loss_sum, correct, seen = 0.0, 0, 0
         with torch.no_grad():
             for xb, yb in eval_batches:
-                x, y = torch.from_numpy(xb), torch.from_numpy(yb)
+                x, y = tensors(xb, yb)
                 logits = model(x)
                 loss_sum += F.cross_entropy(logits, y).item() * len(yb)
                 correct += (logits.argmax(1) == y).sum().item()
@@ -176,15 +191,16 @@ def loops(name: str, weights, fit_batches, train_batch, eval_batches):
     def predict():
         model.eval()
         with torch.no_grad():
-            return torch.cat([model(torch.from_numpy(xb)) for xb, _ in eval_batches]).numpy()
+            outs = [model(on_device(xb)) for xb, _ in eval_batches]
+            return _host(torch.cat(outs))
 
     return {"fit": fit, "train_on_batch": train_on_batch, "evaluate": evaluate,
             "predict": predict}
 
 
-def dispatch_pair():
-    """A tiny op through unidl and straight through torch (same inputs)."""
+def dispatch_pair(device: str = "cpu"):
+    """A tiny op through unidl and straight through torch (same inputs, on ``device``)."""
     from unidl import ops
 
-    a, b = torch.ones(4), torch.ones(4)
+    a, b = torch.ones(4, device=device), torch.ones(4, device=device)
     return (lambda: ops.add(a, b)), (lambda: torch.add(a, b))

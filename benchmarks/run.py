@@ -109,6 +109,8 @@ def run_worker(suite, backend, args, extra_env) -> dict:
             cmd += ["--budget-s", str(args.loop_budget_s)]
         if args.quick:
             cmd += ["--quick"]
+        if args.device:
+            cmd += ["--device", args.device]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, env=_env(**extra_env), cwd=ROOT)
         if res.returncode != 0:
@@ -217,7 +219,9 @@ def markdown(report) -> str:
     vers = {}
     for w in report["workers"]:
         vers.update(w.get("versions", {}))
+    device = (report.get("args") or {}).get("device")
     lines.append(f"Machine: {m['processor']}, {m['cpus']} CPUs, {m['platform']}; "
+                 + (f"device {device}; " if device else "")
                  + ", ".join(f"{k} {v}" for k, v in sorted(vers.items())) + ". "
                  f"Run took {report['seconds']:.0f} s"
                  + (" (quick mode: fewer, shorter repeats)." if report["quick"] else "."))
@@ -292,6 +296,9 @@ def main(argv=None):
     p.add_argument("--conformance", choices=["off", "quick", "full"], default=None,
                    help="also time `unidl conformance` (--quick, or its default run); "
                         "default: quick, off with --quick")
+    p.add_argument("--device", default=None,
+                   help="run unidl and the hand-written torch/jax code on this device "
+                        "(cuda:0); default: the CPU")
     p.add_argument("--repeats", type=int, default=None, help="timed blocks per variant")
     p.add_argument("--block-s", type=float, default=None, help="seconds per timed block")
     p.add_argument("--out", default=os.path.join(HERE, "results"),

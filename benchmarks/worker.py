@@ -30,6 +30,15 @@ from models import build_keras, build_unidl, unidl_steps  # noqa: E402
 
 NATIVE = {"torch": "native_torch", "tensorflow": "native_tf", "numpy": "native_numpy",
           "jax": "native_jax"}
+#: the hand-written references that place their model on a device (``--device``)
+ON_DEVICE = ("torch", "jax")
+#: ``--device`` of this process (``None``: each side's default, the CPU)
+DEVICE = {"name": None}
+
+
+def _on_device() -> dict:
+    """Keyword arguments placing a hand-written reference on ``--device``."""
+    return {} if DEVICE["name"] is None else {"device": DEVICE["name"]}
 
 
 def _log(msg):
@@ -48,6 +57,9 @@ def _versions(backend):
 
         out["torch"] = torch.__version__
         out["torch_threads"] = torch.get_num_threads()
+        if DEVICE["name"] and DEVICE["name"].startswith("cuda"):
+            out["gpu"] = torch.cuda.get_device_name(DEVICE["name"])
+            out["cuda"] = torch.version.cuda
     if backend == "tensorflow" or "tensorflow" in sys.modules:
         import tensorflow as tf
 
@@ -56,6 +68,8 @@ def _versions(backend):
         import jax
 
         out["jax"] = jax.__version__
+        if DEVICE["name"] and DEVICE["name"].startswith("cuda"):
+            out["gpu"] = jax.devices("gpu")[0].device_kind
     if "keras" in sys.modules:
         import keras
 
@@ -94,12 +108,12 @@ def run_native(backend, models, kinds, timing):
         x, y = make_data(name)
         model = build_unidl(name)
         u_train, u_infer = unidl_steps(model, x, y)
-        n_train, n_infer = native.steps(name, model.get_weights(), x, y)
-        err = check_close(f"{backend}/{name}", u_infer(), n_infer())
+        n_train, n_infer = native.steps(name, model.get_weights(), x, y, **_on_device())
+        err = check_close(f"{backend}/{name}", u_infer(), n_infer(), DEVICE["name"])
         results += _time_steps("native", backend, backend, name, kinds, (u_train, u_infer),
                                (n_train, n_infer), timing, err)
     if "dispatch" in kinds:
-        a, b = native.dispatch_pair()
+        a, b = native.dispatch_pair(**_on_device())
         r = interleaved({"unidl": a, "native": b}, repeats=timing["repeats"],
                         block_s=timing["block_s"] / 2, warmup=100, min_warmup_s=0.1)
         _log(f"{backend} dispatch: unidl {1e3 * r['unidl']['ms']:.2f} us, native "
@@ -126,7 +140,7 @@ def run_keras(backend, models, kinds, timing):
         model._ensure_built(unidl.ops.convert_to_tensor(x))
         kmodel.set_weights(model.get_weights())
         err = check_close(f"keras-{backend}/{name}", model.predict_on_batch(x),
-                          kmodel.predict_on_batch(x))
+                          kmodel.predict_on_batch(x), DEVICE["name"])
 
         def u_train(model=model, x=x, y=y):
             return model.train_on_batch(x, y)
@@ -182,8 +196,8 @@ def run_loop(backend, models, calls, timing, against="native"):
             o_calls = loop.keras_calls(name, data, weights)
         else:
             o_calls = loop.native_calls(importlib.import_module(NATIVE[backend]), name, data,
-                                        weights)
-        err = loop.check(f"loop-{against}-{backend}/{name}", u_calls, o_calls)
+                                        weights, **_on_device())
+        err = loop.check(f"loop-{against}-{backend}/{name}", u_calls, o_calls, DEVICE["name"])
         results += _time_calls(against, f"loop-{against}-{backend}", backend, name, calls,
                                u_calls, o_calls, timing, err)
     return results
@@ -202,8 +216,16 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=16)
     p.add_argument("--block-s", type=float, default=0.1)
     p.add_argument("--quick", action="store_true", help="shorter warm-up")
+    p.add_argument("--device", default=None,
+                   help="run both sides on this device (cuda:0; torch and jax references): "
+                        "unidl through UNIDL_DEVICE, the reference placing its model there")
     p.add_argument("--json", required=True)
     args = p.parse_args(argv)
+    if args.device is not None:
+        if args.suite in ("native", "loop") and args.backend not in ON_DEVICE:
+            p.error(f"--device: the hand-written {args.backend} reference runs on the CPU "
+                    f"only (placed on a device: {', '.join(ON_DEVICE)})")
+        DEVICE["name"] = os.environ["UNIDL_DEVICE"] = args.device
     timing = {"repeats": args.repeats, "block_s": args.block_s}
     if args.quick:
         timing.update(warmup=1, min_warmup_s=0.05)
@@ -220,7 +242,8 @@ def main(argv=None):
     else:
         run = run_native if args.suite == "native" else run_keras
         results = run(args.backend, models, kinds, timing)
-    out = {"suite": args.suite, "backend": args.backend, "versions": _versions(args.backend),
+    out = {"suite": args.suite, "backend": args.backend, "device": args.device or "cpu",
+           "versions": _versions(args.backend),
            "seconds": time.perf_counter() - t0, "results": results}
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)
