@@ -67,13 +67,13 @@ def _changed():
 
 
 def straight_line(n_inputs, steps, out_template, ref_class, seq_class):
-    """``replay(inputs)``: the calls of ``steps`` (the tape's ``(fn, args, refs, simple,
-    outs, free)`` entries) in order, on ``inputs`` (the step's ``n_inputs`` arrays),
+    """``replay(inputs)``: the calls of ``steps`` (the tape's ``(fn, args, outs, free)``
+    entries) in order, on ``inputs`` (the step's ``n_inputs`` arrays),
     returning the result built from ``out_template`` (``(treedef or None, templates)``)."""
     src = _Source(ref_class, seq_class)
     if n_inputs:
         src.lines.append(", ".join(f"v{i}" for i in range(n_inputs)) + ", = inputs")
-    for fn, args, _, _, outs, free in steps:
+    for fn, args, outs, free in steps:
         src.call(fn, args, outs)
         src.lines += [f"del v{i}" for i in free]  # (freed as the eager step frees them)
     treedef, leaves = out_template

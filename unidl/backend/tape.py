@@ -260,12 +260,9 @@ class _Tape:
         self.gradients = rec.gradients
         self.signature = [(e[0], len(e[1])) for e in rec.entries]
         frees = _last_uses(rec.entries, out_template)
-        steps = []
-        for (fn, args, outs), free in zip(rec.entries, frees):
-            simple = all(a.__class__ is not _Seq for a in args)
-            refs = tuple((k, a.i) for k, a in enumerate(args) if a.__class__ is _Ref)
-            steps.append((fn, list(args), refs, simple, outs, free))
-        self.steps = steps
+        #: ``(kernel, argument templates, output slots, slots last used here)`` per call
+        self.steps = [(fn, list(args), outs, free)
+                      for (fn, args, outs), free in zip(rec.entries, frees)]
         self.n_inputs = rec.n_inputs
         self._replay = None  # (the straight-line function: made on the first replay)
 
@@ -341,7 +338,7 @@ def _same_const(a, b) -> bool:
 
 def _same_templates(a_steps, b_steps) -> bool:
     """Whether two tapes' argument templates match (references, Python values)."""
-    for (_, a_args, _, _, a_outs, _), (_, b_args, _, _, b_outs, _) in zip(a_steps, b_steps):
+    for (_, a_args, a_outs, _), (_, b_args, b_outs, _) in zip(a_steps, b_steps):
         if a_outs != b_outs or not all(_same(x, y) for x, y in zip(a_args, b_args)):
             return False
     return True
