@@ -293,12 +293,14 @@ class _Worker:
                                      start_new_session=True)
         registry.append(self)
         prefix = f"[rank {self.rank}] "
-        self.threads = [threading.Thread(target=_pump, args=(stream, out, prefix), daemon=True)
-                        for stream, out in ((self.proc.stdout, "stdout"),
-                                            (self.proc.stderr, "stderr"))]
-        self.threads.append(threading.Thread(target=self._wait, args=(events,), daemon=True))
-        for t in self.threads:
+        threads = [threading.Thread(target=_pump, args=(stream, out, prefix), daemon=True)
+                   for stream, out in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
+        threads.append(threading.Thread(target=self._wait, args=(events,), daemon=True))
+        for t in threads:
             t.start()
+            # (listed once started: a stop signal between two starts leaves the rest
+            # unstarted, and joining those would raise)
+            self.threads.append(t)
 
     def _wait(self, events):
         self.status = self.proc.wait()
