@@ -2,17 +2,20 @@
 
 A unidl step (``Model``'s train, test and predict steps) reads weights and assigns new ones,
 optimizer slots, metric sums and the random key. :class:`CompiledStep` turns it into a pure
-function for ``jax.jit``: the values of the boxes it uses go in, their new values come out,
-and the boxes are bound to the traced values only while the trace runs (then restored). The
-boxes a step uses are found by running it once eagerly while :func:`unidl_jax.state.recording`;
-a later trace that touches a box not in that list (a step whose state grew) is abandoned and
-the step is rediscovered the same way.
+function for ``jax.jit``: the values of the boxes it uses go in, the new values of those it
+assigned come out (a prediction step returns none of its weights), and the boxes are bound
+to the traced values only while the trace runs (then restored). The boxes a step uses are
+found by running it once eagerly while :func:`unidl_jax.state.recording`; a later trace that
+touches a box not in that list (a step whose state grew) is abandoned and the step is
+rediscovered the same way.
 
 Example:
     >>> import jax.numpy as jnp
     >>> from unidl_jax.state import Box, read, write
     >>> b = Box(jnp.zeros(()))
-    >>> step = CompiledStep(lambda x: write(b, read(b) + x))
+    >>> def accumulate(x):
+    ...     write(b, read(b) + x)
+    >>> step = CompiledStep(accumulate)
     >>> for _ in range(3):
     ...     _ = step(jnp.ones(()))
     >>> float(b.value), step.compiled
@@ -97,8 +100,9 @@ class CompiledStep:
             out, new = self._jitted(tuple(b.value for b in self.boxes), args, kwargs)
         except _StateGrew:
             return self._discover(args, kwargs)
-        for box, value in zip(self.boxes, new):
-            box.value = value
+        boxes = self.boxes
+        for i, value in new.items():
+            boxes[i].value = value
         return out
 
     def _discover(self, args, kwargs):
@@ -127,7 +131,9 @@ class CompiledStep:
                 box.value = value
             with recording() as used:
                 out = self.fn(*args, **kwargs)
-            new = [b.value for b in boxes]
+            # (only the boxes the step assigned: returning the others costs a copy each,
+            # 40 us per MLP prediction on the CPU)
+            new = {i: b.value for i, (b, v) in enumerate(zip(boxes, values)) if b.value is not v}
         finally:
             _DEPTH[0] -= 1
             for box, value in zip(boxes, saved):
