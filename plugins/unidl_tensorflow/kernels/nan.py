@@ -68,7 +68,9 @@ def pooled_nan(y, xn, ksize, strides, padding):
     finite = tf.math.is_finite(tf.reduce_sum(tf.stop_gradient(xn)))
     if tf.executing_eagerly():
         return y if bool(finite) else y + term()
-    return y + tf.cond(finite, lambda: tf.zeros_like(y), term)
+    # (the finite branch passes y through: adding a zeros term cost two passes over y, 4-5%
+    # of a CNN prediction on an AVX512 Xeon)
+    return tf.cond(finite, lambda: tf.identity(y), lambda: y + term())
 
 
 def reduced_nan(y, x, axes, keepdims):
