@@ -76,6 +76,19 @@ def test_a_compiled_step_returns_only_the_variables_it_assigned(jax_backend):
     assert float(calls.numpy()) == 3.0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "bool"])
+@pytest.mark.parametrize("rows", [2, 128])  # (below and above the device_put size)
+def test_numpy_batches_convert_exactly_by_either_path(jax_backend, dtype, rows):
+    from unidl_jax.backend import _DEVICE_PUT_BYTES
+
+    batch = (np.arange(rows * 784).reshape(rows, 784) % 7).astype(dtype)
+    assert (batch.nbytes >= _DEVICE_PUT_BYTES) == (rows == 128)
+    with unidl.device("cpu"):
+        x = ops.convert_to_tensor(batch[1:])  # (a view into a larger array)
+    assert ops.dtype(x) == dtype
+    np.testing.assert_array_equal(ops.to_numpy(x), batch[1:])
+
+
 def test_a_step_whose_state_grows_is_rediscovered(jax_backend):
     a = unidl.Variable(1.0, trainable=False)
     b = unidl.Variable(10.0, trainable=False)
