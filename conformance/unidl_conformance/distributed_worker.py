@@ -61,8 +61,9 @@ def compiled(name: str, distribution=None):
     model = build(name)
     # (epsilon 1e-3, not 1e-7: a gradient at rounding-noise level, ~1e-8 for the MLP's
     # weights of an input pixel that is almost always 0, would become a step of ~lr/20 whose
-    # size depends on that noise; the single process differed by 6e-5 in 1 of 7 runs, from
-    # matmul rounding alone. Real gradients still take Adam's normalized steps.)
+    # size depends on that noise; the single process's result moved by 6e-5 in about 1 run
+    # of 7, its rounding varying from run to run for a cause not established. Real gradients
+    # still take Adam's normalized steps.)
     model.compile(optimizer=unidl.optimizers.Adam(learning_rate=1e-2, epsilon=1e-3),
                   loss="sparse_categorical_crossentropy", distribution=distribution)
     return model
