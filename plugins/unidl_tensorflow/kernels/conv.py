@@ -31,7 +31,8 @@ import tensorflow as tf
 from unidl.backend.conv_kernels import conv_kernels
 from unidl.spec import conv as C
 from unidl_tensorflow import onednn
-from unidl_tensorflow.kernels.nan import pooled_nan, reduced_nan
+from unidl_tensorflow.kernels import facts
+from unidl_tensorflow.kernels.nan import max_pool_keeping_nan, reduced_nan
 
 _LOW = (tf.float16, tf.bfloat16)
 
@@ -230,12 +231,14 @@ def _conv(x, kernel, geo, groups, bias=None):
 
 
 def _conv_nonempty(x, kernel, geo, groups, bias):
-    (x, kernel), dt = _up(x, kernel)
+    """The convolution, with the fact that proves it finite in a graph (:mod:`facts`)."""
+    (xu, ku), dt = _up(x, kernel)
     g2 = _G2(geo)
-    y = _fwd(_nhwc(x, geo), _kernel2d(kernel, geo), g2, groups)
+    y = _fwd(_nhwc(xu, geo), _kernel2d(ku, geo), g2, groups)
     if bias is not None:  # a BiasAdd, which Grappler fuses into the convolution
         y = tf.nn.bias_add(y, tf.cast(bias, y.dtype) if bias.dtype != y.dtype else bias)
-    return _down(_unnhwc(y, geo), dt)
+    return facts.conv_fact(_down(_unnhwc(y, geo), dt), x, kernel, bias,
+                           recompute=lambda: _conv_nonempty(x, kernel, geo, groups, bias))
 
 
 def _conv_backprop_input(g, kernel, geo, groups, batch_like=None):
@@ -369,11 +372,11 @@ def _pool_geo(x, pool_size, strides, padding, data_format, op):
 
 def max_pool(x, pool_size, strides, padding, data_format):
     geo = _pool_geo(x, pool_size, strides, padding, data_format, "max_pool")
+    fact = facts.of(x)
     (x,), dt = _up(x)
     k, s, pad = _pool_args(geo)
-    xn = _nhwc(x, geo)
-    y = pooled_nan(tf.nn.max_pool2d(xn, k, s, pad), xn, k, s, pad)  # (MaxPool drops NaN)
-    return _down(_unnhwc(y, geo), dt)
+    y = max_pool_keeping_nan(_nhwc(x, geo), k, s, pad, fact)  # (MaxPool drops NaN)
+    return facts.pass_on(_down(_unnhwc(y, geo), dt), fact)
 
 
 def avg_pool(x, pool_size, strides, padding, data_format):

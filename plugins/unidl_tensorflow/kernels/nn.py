@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from unidl.spec.nn import check_rate, dropout_mask, norm_axes, param_broadcast_shape
 from unidl_tensorflow import onednn
+from unidl_tensorflow.kernels import facts
 
 _HALF = (tf.float16, tf.bfloat16)
 _ONEDNN_SOFTMAX = (tf.float16, tf.bfloat16, tf.float32)  # (oneDNN has no float64 softmax)
@@ -21,10 +22,25 @@ def relu(x):
     (AVX512-VNNI and newer x86, aarch64). In such a graph ``relu`` is written as
     ``Maximum``, which is not fused. That costs the relu's own elementwise pass, the same
     as in eager mode. Eager mode, and graphs with oneDNN off, keep ``tf.nn.relu``.
+
+    Where a convolution made ``x`` and its fact (:mod:`unidl_tensorflow.kernels.facts`)
+    proves ``x`` finite, the fused relu is right and is used (:func:`_fused_if_finite`).
     """
-    if onednn.in_fusing_graph():
-        return _unfused_relu(x)
-    return tf.nn.relu(x)
+    fact = facts.of(x)
+    if not onednn.in_fusing_graph():
+        return facts.pass_on(tf.nn.relu(x), fact)
+    if fact is not None and fact.recompute is not None and fact.cheaper_than(x):
+        return facts.pass_on(_fused_if_finite(x, fact), fact)
+    return facts.pass_on(_unfused_relu(x), fact)
+
+
+def _fused_if_finite(x, fact):
+    """``tf.nn.relu(x)``, which Grappler fuses into the convolution that made ``x``, where
+    ``fact`` holds; else the unfused relu of ``x`` built again (``fact.recompute``), so the
+    fused kernel's ``x`` keeps its single consumer. One ``tf.cond`` on a scalar."""
+    ok, _ = fact.ok_bound()
+    y = tf.nn.relu(x)
+    return tf.cond(ok, lambda: tf.identity(y), lambda: _unfused_relu(fact.recompute()))
 
 
 def relu6(x):
