@@ -16,8 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 from unidl import dtypes as _dt
 from unidl import ops
+from unidl.backend.state import current_backend
 
 __all__ = [
     "Loss",
@@ -72,6 +75,18 @@ def _logits_if_softmax(y_pred, from_logits, axis):
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
     """Per-example cross-entropy of integer labels against probabilities or logits (the
     logits behind a softmax output when there are: :mod:`unidl.logits`)."""
+    return ops.sparse_categorical_crossentropy(*_sparse_args(y_true, y_pred, from_logits,
+                                                             axis), axis)
+
+
+def _mean_sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
+    """The batch mean of :func:`sparse_categorical_crossentropy`, as one op."""
+    return ops.mean_sparse_categorical_crossentropy(*_sparse_args(y_true, y_pred, from_logits,
+                                                                  axis), axis)
+
+
+def _sparse_args(y_true, y_pred, from_logits, axis):
+    """``(labels, scores, from_logits)``: integer labels without a trailing size-1 axis."""
     y_pred, from_logits = _logits_if_softmax(y_pred, from_logits, axis)
     y_true = ops.convert_to_tensor(y_true)
     if _dt.is_float(ops.dtype(y_true)):
@@ -79,7 +94,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
     shape = ops.shape(y_true)
     if shape and len(shape) == len(ops.shape(y_pred)) and shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
-    return ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits, axis)
+    return y_true, y_pred, from_logits
 
 
 def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
@@ -141,6 +156,10 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred)
+        if sample_weight is None and self.reduction in ("sum_over_batch_size", "mean"):
+            fused = self._fused_mean()
+            if fused is not None:
+                return fused(y_true, y_pred)
         values = self.call(y_true, y_pred)
         if sample_weight is not None:
             w = ops.cast(ops.convert_to_tensor(sample_weight), ops.dtype(values))
@@ -152,6 +171,11 @@ class Loss:
         if self.reduction == "sum":
             return ops.sum(values)
         return ops.mean(values)
+
+    def _fused_mean(self):
+        """A function ``(y_true, y_pred)`` giving the batch mean as one op, where the active
+        backend has a kernel for it; None otherwise (the mean of :meth:`call`)."""
+        return None
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
@@ -167,6 +191,12 @@ class LossFunctionWrapper(Loss):
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.kwargs)
+
+    def _fused_mean(self):
+        op, fn = _FUSED_MEANS.get(self.fn, (None, None))
+        if op is None or current_backend().sources.get(op) != "kernel":
+            return None
+        return functools.partial(fn, **self.kwargs)
 
     def get_config(self):
         return {**super().get_config(), **self.kwargs}
@@ -211,6 +241,12 @@ class KLDivergence(LossFunctionWrapper):
     def __init__(self, name="kl_divergence", **kw):
         super().__init__(kl_divergence, name=name, **kw)
 
+
+#: per-example loss function -> (the op of its batch mean, the function calling that op)
+_FUSED_MEANS = {
+    sparse_categorical_crossentropy: ("mean_sparse_categorical_crossentropy",
+                                      _mean_sparse_categorical_crossentropy),
+}
 
 _BY_NAME = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,

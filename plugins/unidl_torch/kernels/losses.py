@@ -38,7 +38,21 @@ def _log_probs_from_probs(x, ax):
     return torch.log(torch.clamp(p, EPSILON, 1.0 - EPSILON))
 
 
+#: no label is ignored: torch's default ``ignore_index=-100`` gave -100 a loss of 0 instead
+#: of the out-of-range error every other label gets
+_NO_IGNORE = -(2 ** 63)
+
+
 def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    return _sparse_cce(target, output, from_logits, axis, "none")
+
+
+def mean_sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """The batch mean reduced inside ``cross_entropy``/``nll_loss`` (one kernel)."""
+    return _sparse_cce(target, output, from_logits, axis, "mean")
+
+
+def _sparse_cce(target, output, from_logits, axis, reduction):
     x, dt = _up(output)
     ax = axis % x.ndim
     if target.ndim == x.ndim:
@@ -46,10 +60,11 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     if target.dtype != torch.int64:
         target = target.long()
     if from_logits:
-        out = F.cross_entropy(_class_first(x, ax), target, reduction="none")
+        out = F.cross_entropy(_class_first(x, ax), target, reduction=reduction,
+                              ignore_index=_NO_IGNORE)
     else:
         out = F.nll_loss(_class_first(_log_probs_from_probs(x, ax), ax), target,
-                         reduction="none")
+                         reduction=reduction, ignore_index=_NO_IGNORE)
     return _down(out, dt)
 
 
@@ -84,6 +99,7 @@ def mean_squared_error(y_true, y_pred):
 
 KERNELS = {
     "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+    "mean_sparse_categorical_crossentropy": mean_sparse_categorical_crossentropy,
     "categorical_crossentropy": categorical_crossentropy,
     "binary_crossentropy": binary_crossentropy,
     "mean_squared_error": mean_squared_error,
