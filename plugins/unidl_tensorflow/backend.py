@@ -180,7 +180,10 @@ class TensorFlowBackend(Backend):
         return storage.value() if hasattr(storage, "value") else storage
 
     def add_to_variable(self, storage, delta):
-        """``storage += delta`` (a metric's running sums; also inside ``tf.function``)."""
+        """``storage += delta`` (a metric's running sums; also inside ``tf.function``);
+        an integer count is converted to the storage's dtype."""
+        if getattr(delta, "dtype", storage.dtype) != storage.dtype:
+            delta = tf.cast(delta, storage.dtype)
         storage.assign_add(delta)
         return storage
 

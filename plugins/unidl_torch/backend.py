@@ -225,10 +225,16 @@ class TorchBackend(Backend):
         """``fn`` run under ``torch.no_grad()`` (the evaluation and prediction steps of
         ``Model``: nothing there is differentiated, so autograd records nothing)."""
 
+        set_grad = torch._C._set_grad_enabled  # (as ``torch.no_grad()`` does: 0.3 us, not 1.5)
+
         @functools.wraps(fn)
         def run(*args, **kwargs):
-            with torch.no_grad():
+            was = torch.is_grad_enabled()
+            set_grad(False)
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                set_grad(was)
 
         return run
 

@@ -177,8 +177,9 @@ class Backend:
 
     def add_to_variable(self, storage, delta):
         """``storage + delta`` assigned to the storage (a metric's running sums, every step):
-        in place where the framework can, recording no gradient. Returns the (possibly new)
-        storage. Default: a read, an ``add`` and :meth:`assign_variable`."""
+        in place where the framework can, recording no gradient. ``delta`` may be a Python
+        float or an integer count (converted to the storage's dtype). Returns the (possibly
+        new) storage. Default: a read, an ``add`` and :meth:`assign_variable`."""
         return self.assign_variable(storage, self.table.add(self.read_variable(storage), delta))
 
     # -- execution ----------------------------------------------------------------------------

@@ -379,27 +379,43 @@ def _out_template(rec, out):
 def _signature(args):
     """``(flat arrays, key)`` of a call, or None when the call must run eagerly."""
     kinds = _KINDS
-    if all(a.__class__ in kinds or a is None for a in args):
-        arrays = [a for a in args if a is not None]
-        key = tuple(None if a is None else kinds[a.__class__].key(a) for a in args)
-    else:
-        from unidl import tree
+    arrays, key = [], []
+    for a in args:  # (the common case, arrays and None: one plain loop)
+        kind = kinds.get(a.__class__)
+        if kind is not None:
+            arrays.append(a)
+            key.append(kind.key(a))
+        elif a is None:
+            key.append(None)
+        else:
+            return _nested_signature(args)
+    return _with_repeats(arrays, tuple(key))
 
-        flat, treedef = tree.flatten(list(args))
-        arrays, parts = [], [repr(treedef)]
-        for a in flat:
-            kind = kinds.get(a.__class__)
-            if kind is not None:
-                arrays.append(a)
-                parts.append(kind.key(a))
-            elif a is None or a.__class__ in _BY_VALUE:
-                parts.append((a.__class__, a))
-            else:
-                return None  # (a Variable, a Tracer, another framework's tensor: eager)
-        key = tuple(parts)
-    ids = [id(a) for a in arrays]
-    if len(set(ids)) != len(ids):  # (an array passed twice: which ones, in the key)
-        key = (key, tuple(ids.index(i) for i in ids))
+
+def _nested_signature(args):
+    """:func:`_signature` of arguments that hold structures or Python values."""
+    from unidl import tree
+
+    flat, treedef = tree.flatten(list(args))
+    arrays, parts = [], [repr(treedef)]
+    for a in flat:
+        kind = _KINDS.get(a.__class__)
+        if kind is not None:
+            arrays.append(a)
+            parts.append(kind.key(a))
+        elif a is None or a.__class__ in _BY_VALUE:
+            parts.append((a.__class__, a))
+        else:
+            return None  # (a Variable, a Tracer, another framework's tensor: eager)
+    return _with_repeats(arrays, tuple(parts))
+
+
+def _with_repeats(arrays, key):
+    """``(arrays, key)``, the key naming which arrays are the same object, if any are."""
+    if len(arrays) > 1:
+        ids = [id(a) for a in arrays]
+        if len(set(ids)) != len(ids):
+            key = (key, tuple(ids.index(i) for i in ids))
     return arrays, key
 
 

