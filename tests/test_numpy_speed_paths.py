@@ -365,3 +365,24 @@ def test_results_in_dicts_and_lists_are_the_replay_s_own():
         assert out["double"].tolist() == [2.0 * k] * 2
         assert out["pair"][0].tolist() == [k + 1.0] * 2 and out["pair"][1] is None
     assert "_Tape" in _tapes(f).values()
+
+
+@pytest.mark.parametrize("padding, data_format, strides", [
+    ("valid", "channels_last", 2), ("same", "channels_first", 2), ("valid", "channels_last", 1)])
+def test_max_pool_grad_kernel_equals_the_spec_rule_bitwise(padding, data_format, strides):
+    """The kernel takes the forward's maxima instead of computing them again; ties (a relu's
+    zeros) and a NaN go to each window's first maximum either way."""
+    from unidl.spec.core import get_spec
+    from unidl_numpy.grad_kernels import GRAD_KERNELS
+
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal((3, 4, 7, 7)), 0).astype(np.float32)
+    x[0, 1, 2, 2] = np.nan
+    if data_format == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    args = (x, 2, strides, padding, data_format)
+    out = ops.to_numpy(ops.max_pool(*args))
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    (got,) = GRAD_KERNELS["max_pool"]([0], g, out, *args)
+    (want,) = get_spec("max_pool").grad(g, out, *args)
+    assert got.tobytes() == np.asarray(ops.to_numpy(want)).tobytes()

@@ -294,8 +294,10 @@ def test_numpy_max_pool_matches_window_max_and_first_argmax():
         want = K._uncl(K._pool_windows(K._cl(x, geo), geo, -np.inf).max(-1), geo)
         np.testing.assert_array_equal(y, want)
         g = rng.standard_normal(y.shape).astype(np.float32)
-        np.testing.assert_array_equal(K.max_pool_backprop(x, g, ps, st, pad, df),
-                                      reference_backprop(x, g, ps, st, pad, df))
+        want = reference_backprop(x, g, ps, st, pad, df)
+        np.testing.assert_array_equal(K.max_pool_backprop(x, g, ps, st, pad, df), want)
+        np.testing.assert_array_equal(  # (the gradient kernel's path: the forward's maxima)
+            K.max_pool_backprop(x, g, ps, st, pad, df, pooled=y), want)
 
 
 # -- TensorFlow: compiled functions dispatch by signature -----------------------------------------

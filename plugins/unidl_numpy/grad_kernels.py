@@ -14,6 +14,7 @@ import numpy as np
 
 from unidl.spec.nn import check_rate, dropout_mask
 from unidl_numpy import saved as _saved
+from unidl_numpy.kernels import conv as _conv
 from unidl_numpy.kernels.elementwise import keep_or_zero as _keep
 from unidl_numpy.kernels.nn import softmax as _softmax
 from unidl_numpy.kernels.reduction import sum_ as _sum
@@ -97,8 +98,18 @@ def dense(slots, g, out, x, kernel, bias=None):
     return gx, gk, gb
 
 
+def max_pool(slots, g, out, x, pool_size, strides=None, padding="valid",
+             data_format="channels_last"):
+    """``max_pool_backprop`` with the forward's maxima ``out`` (not computed again)."""
+    if not _same_float(g, x, out):
+        return None
+    return (_conv.max_pool_backprop(x, g, pool_size, strides, padding, data_format,
+                                    pooled=out),)
+
+
 GRAD_KERNELS = {
     "relu": relu,
+    "max_pool": max_pool,
     "dropout": dropout,
     "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
     "mean": mean,
