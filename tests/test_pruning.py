@@ -454,3 +454,20 @@ def test_prune_mnist_mlp_loses_at_most_one_point(tmp_path):
     assert before > 0.92 and after >= before - 0.01, out
     assert sparsity == pytest.approx(0.8, abs=1e-3)
     assert int(line.group(6)) > 3 * int(line.group(7))  # gzipped: over 3x smaller
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Dense(3), lambda: layers.Conv2D(2, 3),
+                                  lambda: layers.LSTM(4)])
+def test_assigned_dtype_reaches_the_pruned_layer(make):
+    """``wrapper.dtype = "float64"`` before the build gives the wrapped layer float64
+    weights and a float64 computation (it kept its own float32)."""
+    from unidl import ops
+
+    shapes = {"Dense": (2, 4), "Conv2D": (2, 5, 5, 1), "LSTM": (2, 3, 4)}
+    with unidl.use_backend("numpy"):
+        wrapper = pruning.prune_low_magnitude(make())
+        wrapper.dtype = "float64"
+        x = np.ones(shapes[type(wrapper.layer).__name__])
+        y = wrapper(ops.convert_to_tensor(x, "float64"))
+        assert ops.dtype(y) == "float64"
+        assert {str(w.dtype) for w in wrapper.layer.weights} == {"float64"}

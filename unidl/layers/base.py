@@ -435,3 +435,22 @@ def _accepts_training(layer) -> bool:
         _ACCEPTS[cls] = "training" in params or any(
             p.kind == p.VAR_KEYWORD for p in params.values())
     return _ACCEPTS[cls]
+
+
+def _dtype_shared_with(*names):
+    """A ``dtype`` that an assignment also gives to the sub-layers ``names``: a wrapper's
+    weights are its sub-layers', so ``layer.dtype = "float64"`` must reach them (before, a
+    float64 ``Bidirectional`` ran its LSTMs in float32). For the layers that wrap others
+    (``RNN``, ``Bidirectional``, the pruning wrapper) as a class attribute."""
+
+    def get(self):
+        return self.__dict__["_dtype"]
+
+    def set_(self, value):
+        self.__dict__["_dtype"] = value
+        for name in names:
+            sub = self.__dict__.get(name)
+            if isinstance(sub, Layer) and sub.dtype != value:
+                sub.dtype = value
+
+    return property(get, set_, doc="The weights' dtype; assigning it sets the sub-layers' too.")

@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 
 from unidl import ops
-from unidl.layers.base import Layer, LayerError, _is_symbolic, unique_name
+from unidl.layers.base import Layer, LayerError, _dtype_shared_with, _is_symbolic, unique_name
 from unidl.layers.cells import GRUCell, LSTMCell, SimpleRNNCell, _Cell, batch_zeros
 
 __all__ = ["RNN", "SimpleRNN", "LSTM", "GRU", "Bidirectional"]
@@ -92,24 +92,6 @@ def _fix_symbolic_shapes(layer, inputs, out, time_major):
     object.__setattr__(layer, "_last_output_shape",
                        outs[0].shape if len(outs) == 1 else [o.shape for o in outs])
     return out
-
-
-def _dtype_shared_with(*names):
-    """A ``dtype`` that an assignment also gives to the sub-layers ``names``: a wrapper's
-    weights are its sub-layers', so ``layer.dtype = "float64"`` must reach them (before, a
-    float64 ``Bidirectional`` ran its LSTMs in float32)."""
-
-    def get(self):
-        return self.__dict__["_dtype"]
-
-    def set_(self, value):
-        self.__dict__["_dtype"] = value
-        for name in names:
-            sub = self.__dict__.get(name)
-            if isinstance(sub, Layer) and sub.dtype != value:
-                sub.dtype = value
-
-    return property(get, set_, doc="The weights' dtype; assigning it sets the sub-layers' too.")
 
 
 class RNN(Layer):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unidl.layers.base import Layer, LayerError
+from unidl.layers.base import Layer, LayerError, _dtype_shared_with
 
 # (PruneLowMagnitude is the one class saved files may name: unidl.saving.registry)
 __all__ = ["PruneLowMagnitude", "prunable_weights", "magnitude_mask", "STRUCTURES"]
@@ -145,6 +145,8 @@ class PruneLowMagnitude(Layer):
         structure: ``"unstructured"`` (single weights) or ``"channel"`` (whole output
             channels, by L2 norm; the sparsity is the fraction of channels removed).
     """
+
+    dtype = _dtype_shared_with("layer")
 
     def __init__(self, layer, pruning_schedule=None, structure="unstructured", **kwargs):
         from unidl.pruning.schedules import ConstantSparsity, PruningSchedule
