@@ -174,10 +174,11 @@ def _with_specials(gen, extra=()):
 
 
 # ---- ONNX converters (``g``: an unidl.export.onnx.OnnxBuilder) -------------------------------
-def _reduce_onnx(op_type, nan_wins=False):
+def _reduce_onnx(op_type, nan_wins=False, empty_nan=False):
     """ONNX ``Reduce*`` (opset 18: the axes are an input; none given: every axis), the input
     first cast to the op's result dtype (bool sums give int32). ``nan_wins``: a NaN in a
-    float group gives NaN (ONNX Runtime's ReduceMax/ReduceMin skip it)."""
+    float group gives NaN (ONNX Runtime's ReduceMax/ReduceMin skip it). ``empty_nan``: an
+    empty group gives NaN (ONNX Runtime's ReduceMean gives 0), see :func:`_empty_is_nan`."""
     def convert(g, x, axis=None, keepdims=False):
         out = g.out_dtype()
         if g.dtype(x) != out:
@@ -187,6 +188,8 @@ def _reduce_onnx(op_type, nan_wins=False):
             return g.op("Identity", [x])
         axes_in = [] if axes is None else [g.ints(axes)]
         y = g.op(op_type, [x] + axes_in, keepdims=int(bool(keepdims)))
+        if empty_nan and _dt.is_float(out):
+            y = _empty_is_nan(g, x, y, range(g.rank(x)) if axes is None else axes, out)
         if not (nan_wins and _dt.is_float(out)):
             return y
         nans = g.op("ReduceMax", [g.cast(g.op("IsNaN", [x]), "float32")] + axes_in,
@@ -194,6 +197,19 @@ def _reduce_onnx(op_type, nan_wins=False):
         return g.op("Where", [g.cast(nans, "bool"), g.const(np.nan, out), y])
 
     return OnnxOp(op_type, convert)
+
+
+def _empty_is_nan(g, x, y, axes, dtype):
+    """``y`` (a reduction of ``x`` over ``axes``), NaN where the reduced group is empty: at
+    export time for a static zero size, at run time for the batch axis (``None``)."""
+    sizes = [g.shape(x)[a] for a in axes]
+    if 0 in sizes:
+        return g.op("Add", [y, g.const(np.nan, dtype)])
+    if None not in sizes:
+        return y
+    batch = g.op("Gather", [g.op("Shape", [x]), g.const(np.int64(0), "int64")])
+    empty = g.op("Equal", [batch, g.const(np.int64(0), "int64")])
+    return g.op("Where", [empty, g.const(np.nan, dtype), y])
 
 
 # ---- sum, mean, prod -----------------------------------------------------------------------
@@ -225,7 +241,7 @@ defop("mean", "x, axis=None, keepdims=False", float_inputs=True,
       shape_rule=lambda x, axis=None, keepdims=False: reduce_shape(x, axis, keepdims),
       reference=_reducer(_mean, lambda x: np.float64), grad=_mean_grad,
       samples=_with_specials(S.reduction()), dtypes=ALL, tol="reduction",
-      export={"onnx": _reduce_onnx("ReduceMean")},
+      export={"onnx": _reduce_onnx("ReduceMean", empty_nan=True)},
       doc="Arithmetic mean over ``axis``; integer inputs give float32. Empty: NaN.")
 
 
