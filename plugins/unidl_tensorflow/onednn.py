@@ -17,7 +17,8 @@ TensorFlow's own (Eigen) kernels and the spec do not:
   output"). :func:`if_batch` fixes this.
 * Grappler's fusion of ``MatMul``/``Conv2D`` + ``BiasAdd`` + ``Relu``/``Relu6`` inside a
   ``tf.function``: oneDNN computes ``max(x, 0)`` in a way that turns NaN into 0. The
-  ``relu``/``relu6`` kernels use :func:`in_fusing_graph` to avoid it.
+  ``relu``/``relu6`` kernels use :func:`in_fusing_graph` to avoid it, except where the
+  convolution's output is proven finite (:mod:`unidl_tensorflow.kernels.facts`).
 
 unidl never switches oneDNN off: ``TF_ENABLE_ONEDNN_OPTS`` is the user's setting, and oneDNN
 is faster. Each work-around costs nothing in eager mode on a non-empty batch, and where oneDNN
