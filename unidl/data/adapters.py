@@ -50,9 +50,7 @@ __all__ = ["adapt", "fit_inputs", "is_array_data", "ArrayAdapter", "DatasetAdapt
 def to_model_tensor(x, float_dtype):
     """A host array as the backend's tensor; floats in the model's float dtype."""
     arr = np.asarray(x)
-    if arr.dtype.kind == "f" and arr.dtype != _host_dtype(float_dtype):
-        return ops.convert_to_tensor(arr, float_dtype)
-    return ops.convert_to_tensor(arr)
+    return _converter(arr, float_dtype)(arr)
 
 
 _HOST_DTYPES: dict = {}
@@ -117,7 +115,6 @@ class _Batches:
             yield _take_all(take, self.x), _take_all(take, self.y), \
                 take(self.w) if self.w is not None else None
 
-
     def _slices(self, stop):
         """The batches of one unshuffled, unweighted epoch of plain arrays ``x`` and ``y``:
         each array's conversion chosen once (2.5 us less per batch than the general path,
@@ -133,7 +130,8 @@ def _plain(a) -> bool:
 
 
 def _converter(a, float_dtype):
-    """``to_model_tensor`` for slices of the array ``a``, its dtype decided once."""
+    """``to_model_tensor`` for the host array ``a`` (and its slices: the choice is made once
+    per array, not per batch): floats in the model's float dtype, other dtypes kept."""
     if a.dtype.kind == "f" and a.dtype != _host_dtype(float_dtype):
         return lambda s: ops.convert_to_tensor(s, float_dtype)
     return ops.convert_to_tensor

@@ -282,11 +282,11 @@ def max_pool_backprop(x, g, pool_size, strides, padding, data_format, pooled=Non
     best = _max_taps(xp_in, geo) if pooled is None else _cl(pooled, geo)
     dt = np.result_type(gc.dtype, x.dtype)
     xp = np.zeros((n, *geo.padded_sizes, c), dt)
-    _first_maxima_get(xp, xp_in, best, gc.astype(dt, copy=False), geo)
+    _scatter_to_first_maxima(xp, xp_in, best, gc.astype(dt, copy=False), geo)
     return _uncl(_crop(xp, geo).astype(x.dtype, copy=False), geo)
 
 
-def _first_maxima_get(xp, xp_in, best, gc, geo):
+def _scatter_to_first_maxima(xp, xp_in, best, gc, geo):
     """Disjoint windows: each window's gradient ``gc`` written into the zeros ``xp`` at its
     first maximum (in window order, as argmax; a NaN counts as the maximum), found tap by
     tap on strided views, without copying the windows."""
