@@ -44,7 +44,7 @@ from unidl.export.rules import OnnxOp
 from unidl.spec import _textbook as T
 from unidl.spec import samples as S
 from unidl.spec.core import COMPOSITE, Sample, ShapeMismatch, defop
-from unidl.spec.rnn import _expect, _steps_of, _sum_present
+from unidl.spec.rnn import _expect, _steps_of, _sum_present, _time_major_projection
 
 __all__ = ["gru_shapes", "gru_composite"]
 
@@ -142,19 +142,16 @@ def gru_composite(x, h0, kernel, recurrent_kernel, bias=None, reset_after=True):
     # checked first, so that a mistake is reported in the terms of this op
     gru_shapes(*(None if a is None else ops.shape(a)
                  for a in (x, h0, kernel, recurrent_kernel, bias)), reset_after)
-    batch, steps, features = ops.shape(x)
-    steps = int(steps)
+    steps = int(ops.shape(x)[1])
     units = int(ops.shape(h0)[-1])
     b_in, b_rec = _biases(bias, reset_after, units)
-    # every step's input projection: one (batch * time, features) @ (features, 3u) matmul
-    xp = ops.reshape(ops.matmul(ops.reshape(x, (-1, features)), kernel), (-1, steps, 3 * units))
-    if b_in is not None:
-        xp = ops.add(xp, b_in)
+    # every step's input projection: one (time * batch, features) @ (features, 3u) matmul
+    xp = _time_major_projection(x, kernel, b_in)
     if not reset_after:
         rk_zr, rk_h = ops.split(recurrent_kernel, [2 * units], axis=1)
     h = h0
     hs = []
-    for xp_t in _steps_of(xp, steps):
+    for xp_t in _steps_of(xp, steps, axis=0):
         x_zr, x_h = ops.split(xp_t, [2 * units], axis=-1)
         if reset_after:
             hp = ops.matmul(h, recurrent_kernel)

@@ -14,9 +14,9 @@ the order input, forget, cell, output. At each step ``t``::
 ``outputs`` (batch, time, units) holds ``h`` after every step; ``h`` and ``c`` are the final
 states. ``x`` needs at least one time step.
 
-The composite implementation projects the inputs of every step with one matmul and then
-loops over time; backends give fused kernels (``torch.lstm``, a NumPy loop on preallocated
-buffers). The gradient rule does not replay the loop op by op. The state entering each step
+The composite implementation projects the inputs of every step with one matmul (time-major,
+so that each step's slice is contiguous) and then loops over time; backends give fused
+kernels (``torch.lstm``, a NumPy loop on preallocated buffers). The gradient rule does not replay the loop op by op. The state entering each step
 is known from ``outputs``, so each step's gates are one matmul
 ``[x_t, h_prev, 1] @ [kernel; recurrent_kernel; bias]`` and one ``exp`` (no recurrence), and
 a short elementwise scan rebuilds the cell states; backpropagation through time then costs
@@ -114,11 +114,29 @@ def _lstm_reference(x, h0, c0, kernel, recurrent_kernel, bias=None):
 
 
 # ---- composite implementation -----------------------------------------------------------------
-def _steps_of(t, steps):
-    """``t`` (batch, time, n) as a list of ``steps`` (batch, n) tensors."""
+def _steps_of(t, steps, axis=1):
+    """``t`` (batch, time, n) as a list of ``steps`` (batch, n) tensors (``axis=0``: ``t``
+    time-major, (time, batch, n))."""
     if steps == 1:
-        return [ops.squeeze(t, 1)]
-    return [ops.squeeze(p, 1) for p in ops.split(t, steps, axis=1)]
+        return [ops.squeeze(t, axis)]
+    return [ops.squeeze(p, axis) for p in ops.split(t, steps, axis=axis)]
+
+
+def _time_major_projection(x, kernel, bias=None):
+    """``x @ kernel + bias`` for every step of ``x`` (batch, time, features), time-major:
+    (time, batch, n). One ``(time * batch, features)`` matmul on the transposed input, the
+    bias added to that 2-D product, so that each step's slice is contiguous. On TensorFlow
+    the matmul and the bias fuse into one op, and taking the steps apart (and putting their
+    gradients back together) copies whole blocks instead of gathering rows. Measured on the
+    benchmarks' LSTM (128 units, 50 steps of 32 features, batch 128) in a ``tf.function``:
+    forward and gradients 36.6 -> 34.9 ms, forward 15.9 -> 14.2 ms, against the
+    batch-major projection."""
+    steps, features = ops.shape(x)[1], ops.shape(x)[2]
+    flat = ops.reshape(ops.transpose(x, (1, 0, 2)), (-1, features))
+    xz = ops.matmul(flat, kernel)
+    if bias is not None:
+        xz = ops.add(xz, bias)
+    return ops.reshape(xz, (steps, -1, ops.shape(kernel)[-1]))
 
 
 def _lstm_impl(x, h0, c0, kernel, recurrent_kernel, bias=None):
@@ -126,15 +144,11 @@ def _lstm_impl(x, h0, c0, kernel, recurrent_kernel, bias=None):
     lstm_shapes(*(None if a is None else ops.shape(a)
                   for a in (x, h0, c0, kernel, recurrent_kernel, bias)))
     steps = int(ops.shape(x)[1])
-    features = ops.shape(x)[-1]
-    gates = ops.shape(kernel)[-1]
-    # every step's input projection: one (batch * time, features) @ (features, 4u) matmul
-    xz = ops.reshape(ops.matmul(ops.reshape(x, (-1, features)), kernel), (-1, steps, gates))
-    if bias is not None:
-        xz = ops.add(xz, bias)
+    # every step's input projection: one (time * batch, features) @ (features, 4u) matmul
+    xz = _time_major_projection(x, kernel, bias)
     h, c = h0, c0
     hs = []
-    for xz_t in _steps_of(xz, steps):
+    for xz_t in _steps_of(xz, steps, axis=0):
         z = ops.add(xz_t, ops.matmul(h, recurrent_kernel))
         zi, zf, zg, zo = ops.split(z, 4, axis=-1)
         c = ops.add(ops.multiply(ops.sigmoid(zf), c),
