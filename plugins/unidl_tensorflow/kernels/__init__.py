@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 FAMILIES = ("creation", "elementwise", "reduction", "shape", "linalg", "nn", "conv", "losses",
-            "image", "quant")
+            "rnn", "image", "quant")
 
 
 def all_kernels() -> dict:
