@@ -136,3 +136,41 @@ def test_compiled_max_pool_gradient_equals_tensorflow_own():
         compiled = ops.to_numpy(unidl.current_backend().compile_function(g)(xt))
         eager = ops.to_numpy(g(xt))
     np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def _chain_loss(x, k1, k2):
+    return ops.sum(ops.square(_chain(x, k1, k2)))
+
+
+def _compiled_chain_gradients(args):
+    with unidl.use_backend("tensorflow"):
+        g = unidl.grad(_chain_loss, argnums=(0, 1, 2))
+        tensors = [ops.convert_to_tensor(a) for a in args]
+        return [ops.to_numpy(t) for t in unidl.current_backend().compile_function(g)(*tensors)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_relu_gradient_is_the_taken_branch_gradient(case, monkeypatch):
+    """The relu's ``tf.cond`` passes its cotangent to the fused relu whichever branch ran.
+    The gradients with respect to the data and both kernels are those of a graph whose relu
+    is always the NaN-keeping one (NaN where they are NaN), also where that branch ran."""
+    from unidl_tensorflow.kernels import nn
+
+    args = CASES[case]()
+    got = _compiled_chain_gradients(args)
+    monkeypatch.setattr(nn, "_fused_if_finite", lambda x, fact: nn._unfused_relu(x))
+    want = _compiled_chain_gradients(args)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)  # (NaN where w has)
+
+
+def test_the_cold_branch_adds_nothing_to_the_gradient():
+    """No gradient of the recomputed convolution: no zeros the size of its input or kernel
+    added to the real gradients."""
+    x, k1, k2 = (tf.constant(a) for a in _inputs())
+    with unidl.use_backend("tensorflow"):
+        g = tf.function(unidl.grad(_chain_loss, argnums=(0, 1, 2)), autograph=False)
+        graph = g.get_concrete_function(x, k1, k2).graph
+    ops_ = graph.get_operations()
+    assert not [op for op in ops_ if op.type == "AddN"]
+    assert not [op for op in ops_ if op.type == "ZerosLike" and op.inputs[0].shape.rank]
