@@ -21,15 +21,15 @@ needs at least one time step. Running backwards (Keras's ``go_backwards``) is th
 input flipped along time; ``return_sequences`` picks ``outputs`` or ``h`` (the layer does
 both, as for ``lstm``).
 
-Kernels: torch runs ``torch.gru`` for ``reset_after=True`` (the composite otherwise: PyTorch
-has no reset-before GRU); NumPy a loop on preallocated buffers; TensorFlow the composite
-(its fused ``GRUBlockCell`` is one step of the reset-before form, float32 only, and
-``CudnnRNN`` needs a GPU). The gradient rule does not replay the loop: the state entering
-each step is known from ``outputs``, so every gate of every step is recomputed at once (two
-or three stacked matmuls over the ``(batch, time, .)`` sequences, no recurrence), and
-backpropagation through time is then one (``reset_after=True``) or two matmuls per step on
-``(batch, .)`` blocks, the other terms of each step folded into them (see
-``_grad_reset_after``); the weights' cotangents are computed once, over the whole sequence.
+Kernels: torch runs ``torch.gru`` for ``reset_after=True`` (the composite otherwise: PyTorch has
+no reset-before GRU); NumPy a loop on preallocated buffers; TensorFlow the composite, in a CPU
+graph over parts of the batch side by side (its fused ``GRUBlockCell`` is one step of the
+reset-before form, float32 only, and ``CudnnRNN`` needs a GPU). The gradient rule does not
+replay the loop: the state entering each step is known from ``outputs``, so every gate of every
+step is recomputed at once (two or three stacked matmuls over the ``(batch, time, .)``
+sequences, no recurrence), and backpropagation through time is then one (``reset_after=True``)
+or two matmuls per step on ``(batch, .)`` blocks, the other terms of each step folded into them
+(see ``_grad_reset_after``); the weights' cotangents are computed once, over the whole sequence.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ states. ``x`` needs at least one time step.
 
 The composite implementation projects the inputs of every step with one matmul (time-major,
 so that each step's slice is contiguous) and then loops over time; backends give fused
-kernels (``torch.lstm``, a NumPy loop on preallocated buffers). The gradient rule does not
+kernels (``torch.lstm``, a NumPy loop on preallocated buffers; TensorFlow runs the composite
+over parts of the batch side by side). The gradient rule does not
 replay the loop op by op. The state entering each step is known from ``outputs``, so each
 step's gates are one matmul
 ``[x_t, h_prev, 1] @ [kernel; recurrent_kernel; bias]`` and one ``exp`` (no recurrence), and
