@@ -14,12 +14,11 @@ the order input, forget, cell, output. At each step ``t``::
 ``outputs`` (batch, time, units) holds ``h`` after every step; ``h`` and ``c`` are the final
 states. ``x`` needs at least one time step.
 
-The composite implementation projects the inputs of every step with one matmul (time-major,
-so that each step's slice is contiguous) and then loops over time; backends give fused
-kernels (``torch.lstm``, a NumPy loop on preallocated buffers; TensorFlow runs the composite
-over parts of the batch side by side). The gradient rule does not
-replay the loop op by op. The state entering each step is known from ``outputs``, so each
-step's gates are one matmul
+The composite implementation projects the inputs of every step with one matmul (time-major, so
+that each step's slice is contiguous) and then loops over time; backends give fused kernels
+(``torch.lstm``, a NumPy loop on preallocated buffers; TensorFlow runs the composite over parts
+of the batch side by side). The gradient rule does not replay the loop op by op. The state
+entering each step is known from ``outputs``, so each step's gates are one matmul
 ``[x_t, h_prev, 1] @ [kernel; recurrent_kernel; bias]`` and one ``exp`` (no recurrence), and
 a short elementwise scan rebuilds the cell states; backpropagation through time then costs
 two matmuls per step, one giving ``dx_t`` and ``dh_prev``, one adding the step's share of the

@@ -7,10 +7,10 @@ one thread. The rows of a batch never interact in an LSTM or a GRU, so in a grap
 these kernels split the batch into as many parts as TensorFlow runs ops at once (its
 inter-op threads, by default the cores), keeping at least :data:`MIN_ROWS` rows in a part,
 and run the spec's composite on each part. TensorFlow's executor runs the chains side by
-side. Measured on 2 cores (LSTM(128), 50 steps of 32 features, batch 128, in a
-``tf.function``): forward and gradients 39.5 -> 27.1 ms, forward 15.9 -> 9.4 ms; four parts
-of 32 rows were slower than two (33.3 and 11.4 ms). Each row's values are computed by the
-same ops as in one chain.
+side. Measured on 2 cores (LSTM(128), 50 steps of 32 features, batch 128, ``ops.lstm`` in a
+``tf.function``): forward and gradients 38.2-38.6 -> 25.3-26.8 ms, forward 15.7-15.9 ->
+8.9-9.8 ms. In raw TensorFlow four parts of 32 rows were slower than two (33.3 against 27.1
+ms; one chain 39.5). Each row's values are computed by the same ops as in one chain.
 
 Eagerly, and on a GPU (where one op already fills the device), the composite runs whole.
 """
@@ -55,12 +55,13 @@ def batch_parts(x) -> list:
     return [size + (i < extra) for i in range(parts)]
 
 
-def _by_parts(op: str):
+def _by_parts(op: str, n_states: int):
+    """The kernel of ``op``, whose arguments are ``x``, ``n_states`` states (batch, units),
+    then weights and options shared by every part."""
     composite = get_spec(op).impl
 
     def kernel(x, *states_and_weights, **options):
         parts = batch_parts(x)
-        n_states = 2 if op == "lstm" else 1
         if len(parts) == 1:
             return composite(x, *states_and_weights, **options)
         states, weights = states_and_weights[:n_states], states_and_weights[n_states:]
@@ -73,6 +74,6 @@ def _by_parts(op: str):
 
 
 KERNELS = {
-    "lstm": _by_parts("lstm"),
-    "gru": _by_parts("gru"),
+    "lstm": _by_parts("lstm", n_states=2),  # h0, c0
+    "gru": _by_parts("gru", n_states=1),  # h0
 }
