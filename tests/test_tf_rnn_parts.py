@@ -1,7 +1,12 @@
 """TensorFlow's recurrent kernels (``unidl_tensorflow.kernels.rnn``) run the spec's LSTM and GRU
 composites as independent chains over parts of the batch in a graph on the CPU. The parts
 cover the batch (each at least ``MIN_ROWS`` rows, as many as TensorFlow runs ops at once);
-the values and gradients equal the composite run whole; eagerly the composite runs whole."""
+the values and gradients equal the composite run whole; eagerly the composite runs whole.
+
+The composites themselves project the inputs time-major: traced on TensorFlow, no split takes
+a sequence apart along its time axis, and the projection's bias add is 2-D (fused with the
+matmul). Their values are checked against the float64 references by the conformance suite
+and ``test_lstm_op.py``."""
 
 from __future__ import annotations
 
@@ -102,6 +107,23 @@ def test_parts_give_the_values_and_gradients_of_one_chain(rnn, monkeypatch, op, 
     assert len(got) == len(want) >= 5
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["lstm", "gru"])
+def test_the_composite_takes_contiguous_steps(rnn, op):
+    args = _args(op, 3)
+    fn = tf.function(lambda *a: get_spec(op).impl(*a), autograph=False)
+    graph = fn.get_concrete_function(*args).graph
+    splits = [o for o in graph.get_operations() if o.type in ("Split", "SplitV")]
+    data_axis = [(o.inputs[1], o.inputs[0]) if o.type == "Split" else o.inputs[::2]
+                 for o in splits]
+    time_splits = [(data, axis) for data, axis in data_axis if data.shape.rank == 3]
+    assert time_splits, "the steps are taken apart by one split"
+    for data, axis in time_splits:
+        assert tf.get_static_value(axis) == 0
+        assert data.shape.as_list()[0] == STEPS  # (time, batch, gates)
+    projection = next(o for o in graph.get_operations() if o.type == "BiasAdd")
+    assert projection.inputs[0].shape.rank == 2
 
 
 def test_a_graph_holds_one_chain_per_part(rnn, monkeypatch):
